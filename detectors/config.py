@@ -1,0 +1,59 @@
+"""Configuration of the detectors stage: detector (chosen by ``type``), tracker, concepts, GMCP."""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenCVDetectorConfig(_Strict):
+    """Background subtraction plus OpenCV's HOG people detector; needs no weights."""
+
+    type: Literal["opencv"] = "opencv"
+    hog_scale: float = Field(default=1.05, gt=1.0)
+    hog_stride: int = Field(default=8, gt=0)
+    resize_width: int = Field(default=640, ge=160, description="frames are downscaled to this width for detection")
+
+
+class YOLODetectorConfig(_Strict):
+    """Any ultralytics checkpoint (.pt) or exported ONNX model."""
+
+    type: Literal["yolo"] = "yolo"
+    weights: str = Field(description="path to a .pt or .onnx file")
+    imgsz: int = Field(default=320, ge=32)
+    conf: float = Field(default=0.25, gt=0, lt=1)
+    iou: float = Field(default=0.5, gt=0, lt=1)
+    device: Optional[str] = Field(default=None, description="cuda:0, cpu; default: the GPU when present")
+
+
+DetectorConfig = Annotated[Union[OpenCVDetectorConfig, YOLODetectorConfig], Field(discriminator="type")]
+
+
+class TrackerConfig(_Strict):
+    type: Literal["bytetrack", "botsort", "iou"] = "bytetrack"
+    max_age_s: float = Field(default=3.0, gt=0, description="a lost track is dropped after this long")
+    max_tracks: int = Field(default=256, gt=0, description="cap on live track state per camera")
+
+
+class ConceptsConfig(_Strict):
+    model: Optional[str] = Field(default=None, description="concept classifiers file (JSON); null = no concept stage")
+
+
+class GMCPConfig(_Strict):
+    window: int = Field(default=8, ge=1, description="h: clips per GMCP window")
+    time_limit_s: float = Field(default=1.0, gt=0)
+    solver: Literal["highs", "cbc"] = "highs"
+    cooccurrence: Optional[str] = Field(default=None, description="co-occurrence matrices file (JSON)")
+
+
+class DetectorsConfig(_Strict):
+    """(detectors:)"""
+
+    detector: DetectorConfig = Field(default_factory=OpenCVDetectorConfig)
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    concepts: ConceptsConfig = Field(default_factory=ConceptsConfig)
+    gmcp: GMCPConfig = Field(default_factory=GMCPConfig)

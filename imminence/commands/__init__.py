@@ -1,0 +1,1 @@
+"""Subcommands of `imminence`; each module registers its own (see :mod:`imminence.cli`)."""

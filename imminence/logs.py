@@ -1,0 +1,55 @@
+"""Logging set-up for every process: plain text, or one JSON object per line.
+
+Stages log with ``logging.getLogger(__name__)`` and pass context in ``extra``
+(``camera``, ``cell``, ``topic``...); the JSON formatter copies those fields.
+Secrets are never logged: :func:`mask_url` hides credentials in RTSP/Kafka URLs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from streamer.redact import mask_url
+
+_STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        obj = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "process": record.processName,
+            "msg": mask_url(record.getMessage()),
+        }
+        for k, v in vars(record).items():
+            if k not in _STD and not k.startswith("_"):
+                obj[k] = v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
+        if record.exc_info:
+            obj["exc"] = mask_url(self.formatException(record.exc_info))
+        return json.dumps(obj, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(processName)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        ctx = {k: v for k, v in vars(record).items() if k not in _STD and not k.startswith("_")}
+        base = super().format(record)
+        if ctx:
+            base += " [" + " ".join(f"{k}={v}" for k, v in ctx.items()) + "]"
+        return mask_url(base)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("kafka", "ultralytics", "matplotlib", "PIL", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -1,0 +1,1 @@
+"""ANFIS neuro-fuzzy crime-imminence scoring, as a library and as a Kafka consumer service."""

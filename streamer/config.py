@@ -1,0 +1,73 @@
+"""Configuration models of the backbone: the bus (Kafka client settings) and the cameras.
+
+Pydantic models that forbid unknown keys; `imminence.configfile` turns their
+errors into `file:line: key -> key: message`.  Secrets (SASL passwords) come from
+the environment via ``${VAR}`` placeholders, never from YAML literals.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BusConfig(_Strict):
+    """(bus:) Kafka connection and delivery settings."""
+
+    bootstrap: Optional[str] = Field(default=None, description="host:port[,host:port]; null = start an embedded broker where a command can")
+    client_id: str = "imminence"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Optional[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]] = None
+    sasl_username: Optional[str] = None
+    sasl_password: Optional[SecretStr] = None
+    ssl_cafile: Optional[str] = None
+    ssl_certfile: Optional[str] = None
+    ssl_keyfile: Optional[str] = None
+    ssl_check_hostname: bool = True
+    outbox_size: int = Field(default=10_000, gt=0, description="records buffered while the broker is away; oldest dropped beyond")
+    max_poll_records: int = Field(default=200, gt=0)
+    partitions: int = Field(default=3, gt=0, description="partitions of topics the project creates")
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> "BusConfig":
+        if self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError("SASL needs sasl_mechanism, sasl_username and sasl_password (use ${ENV_VAR} for the password)")
+        return self
+
+
+class Position(_Strict):
+    """A camera position: lon/lat, or metric x/y when the grid is metric."""
+
+    lon: Optional[float] = Field(default=None, ge=-180, le=180)
+    lat: Optional[float] = Field(default=None, ge=-90, le=90)
+    x: Optional[float] = None
+    y: Optional[float] = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Position":
+        ll = self.lon is not None and self.lat is not None
+        xy = self.x is not None and self.y is not None
+        if ll == xy:
+            raise ValueError("give lon and lat, or x and y (one pair)")
+        return self
+
+
+class CameraConfig(_Strict):
+    """(cameras: - ...) one camera worker."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    source: str = Field(min_length=1, description="rtsp://..., http(s)://..., a video file path, or a device index")
+    position: Position
+    fps: float = Field(default=5.0, gt=0, le=120, description="analysis rate: frames per second actually analysed")
+    clip_seconds: float = Field(default=2.0, gt=0, le=60)
+    live: Optional[bool] = Field(default=None, description="keep only the newest frame (default: true for network sources)")
+    open_timeout_s: float = Field(default=10.0, gt=0)
+    read_timeout_s: float = Field(default=5.0, gt=0)
+    watchdog_s: float = Field(default=20.0, gt=0, description="reopen the source when no frame came for this long")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="cap of the exponential reconnect backoff")
+    masks: list[list[tuple[float, float]]] = Field(default_factory=list, description="privacy masks: polygons in pixel coordinates, blacked out before analysis")
+    enabled: bool = True

@@ -1,0 +1,310 @@
+"""Versioned message schemas and topic names of the Imminence event backbone.
+
+Every message on a topic is one UTF-8 JSON object whose ``schema`` field names
+its type and version (``imminence.indicator/1``); keys are plain strings.  Any
+Kafka client can read the topics.  Producers build the pydantic models below and
+consumers validate with :func:`decode`, so both ends check the same contract.
+A message that fails validation raises :class:`SchemaError`; consumers route it
+to :data:`TOPIC_DLQ` as a :class:`DeadLetter` instead of stopping.
+
+Events carry metadata only (camera, cell, times, concepts, scores, counts),
+never frames or faces.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+# -- topics -----------------------------------------------------------------
+TOPIC_INDICATORS = "imminence.indicators"  # key: camera id
+TOPIC_CELLS = "imminence.cells"  # key: cell id
+TOPIC_MAPS = "imminence.maps"  # key: crime type or "all"
+TOPIC_CAMERAS = "imminence.cameras"  # key: camera id (worker state heartbeats)
+TOPIC_DLQ = "imminence.dlq"  # key: source topic
+TOPICS = (TOPIC_INDICATORS, TOPIC_CELLS, TOPIC_MAPS, TOPIC_CAMERAS, TOPIC_DLQ)
+
+# -- vocabularies -------------------------------------------------------------
+CRIME_TYPES: tuple[str, ...] = ("robbery", "burglary", "larceny", "battery")
+#: The visual crime-indicator concepts of the study plus ``normal`` (no indicator),
+#: so that k = 10 and every clip gets exactly one label.  ``verbal_threat`` needs
+#: audio, which the workers do not decode; it is not part of the vocabulary.
+CONCEPTS: tuple[str, ...] = (
+    "normal",
+    "loitering",
+    "violent_movement",
+    "item_seizure",
+    "forceful_seizure",
+    "sneaking",
+    "lethal_object",
+    "traffic_violation",
+    "camera_tampering",
+    "suspicious_exit",
+)
+
+
+class SchemaError(ValueError):
+    """A message that is not valid JSON or does not match its topic's schema."""
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a time zone (ISO 8601 with Z or +00:00)")
+    return value.astimezone(timezone.utc)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# -- indicator events -----------------------------------------------------------
+class DetectionSummary(_Model):
+    """What the detectors saw in one clip (counts, not pixels)."""
+
+    frames: int = Field(ge=0, description="frames analysed in the clip")
+    counts: dict[str, float] = Field(default_factory=dict, description="mean detections per analysed frame, by class")
+    max_counts: dict[str, int] = Field(default_factory=dict, description="largest count in any one frame, by class")
+    tracks: list[str] = Field(default_factory=list, description="track ids seen in the clip, as camera:track")
+    motion: float = Field(default=0.0, ge=0.0, description="mean share of foreground pixels (0..1)")
+    frames_with_person: int = Field(default=0, ge=0)
+
+
+class ConceptResult(_Model):
+    """The clip's crime-indicator concept, as resolved over the GMCP window."""
+
+    label: str = Field(description="resolved concept, one of CONCEPTS")
+    score: float = Field(description="detector score of the resolved concept for this clip")
+    scores: dict[str, float] = Field(default_factory=dict, description="detector score per concept")
+    method: Literal["gmcp", "argmax", "argmax-fallback"] = "gmcp"
+    gmcp_objective: Optional[float] = None
+    window: int = Field(default=1, ge=1, description="clips in the GMCP window that produced this label")
+    fallback_reason: Optional[str] = None
+
+
+class IndicatorEvent(_Model):
+    schema_: Literal["imminence.indicator/1"] = Field(default="imminence.indicator/1", alias="schema")
+    event_id: str = Field(min_length=1, description="unique and deterministic per (camera, clip)")
+    camera_id: str = Field(min_length=1)
+    cell_id: Optional[str] = Field(description="grid cell of the camera; null when it lies outside the grid")
+    clip_index: int = Field(ge=0)
+    clip_start: UtcDatetime
+    clip_end: UtcDatetime
+    stream_start_s: float = Field(ge=0.0, description="stream time of the clip's first frame, seconds")
+    stream_end_s: float = Field(ge=0.0)
+    frame_first: int = Field(ge=0)
+    frame_last: int = Field(ge=0)
+    captured_at: UtcDatetime = Field(description="wall-clock time the clip's last frame was decoded")
+    published_at: Optional[UtcDatetime] = None
+    lon: Optional[float] = Field(default=None, ge=-180, le=180)
+    lat: Optional[float] = Field(default=None, ge=-90, le=90)
+    x: Optional[float] = None
+    y: Optional[float] = None
+    detections: DetectionSummary
+    concept: Optional[ConceptResult] = None
+    models: dict[str, str] = Field(default_factory=dict, description="model name -> version")
+    replay: bool = False
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# -- cell imminence ---------------------------------------------------------------
+class RuleFiring(_Model):
+    rule: str = Field(description="readable rule, e.g. 'IF hour is late AND violent is high THEN ...'")
+    strength: float = Field(ge=0.0, description="normalised firing strength (0..1)")
+    output: float = Field(description="the rule's consequent value for this input")
+
+
+class CellImminence(_Model):
+    schema_: Literal["imminence.cell/1"] = Field(default="imminence.cell/1", alias="schema")
+    message_id: str = Field(min_length=1, description="cell_id|window_start|revision")
+    cell_id: str = Field(min_length=1)
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    revision: int = Field(default=0, ge=0, description="grows when late events update the window")
+    imminence: dict[str, float] = Field(description="imminence per crime type (0..10 scale of the study)")
+    flags: dict[str, bool] = Field(description="imminence above threshold, per crime type")
+    threshold: float = 5.0
+    events: int = Field(ge=0, description="indicator events aggregated in the window")
+    cameras: list[str] = Field(default_factory=list)
+    concept_counts: dict[str, int] = Field(default_factory=dict)
+    inputs: dict[str, dict[str, float]] = Field(default_factory=dict, description="ANFIS inputs per crime type")
+    top_rules: dict[str, list[RuleFiring]] = Field(default_factory=dict)
+    event_ids: list[str] = Field(default_factory=list, description="contributing events (bounded)")
+    produced_at: UtcDatetime
+    models: dict[str, str] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# -- map snapshots ------------------------------------------------------------------
+class TopCell(_Model):
+    cell_id: str
+    value: float
+    cls: int = Field(description="standard-deviation class (0 = below mean+0.5sd ... 4 = above mean+2.5sd)")
+
+
+class MapLayer(_Model):
+    """One crime type's surfaces; cell dicts are sparse (cells at ~0 left out)."""
+
+    merged: dict[str, float] = Field(default_factory=dict)
+    live: dict[str, float] = Field(default_factory=dict, description="KDE of live imminence")
+    forecast: dict[str, float] = Field(default_factory=dict, description="batch forecast, 0..1")
+    classes: dict[str, int] = Field(default_factory=dict, description="class per cell, classes > 0 only")
+    top_cells: list[TopCell] = Field(default_factory=list)
+
+
+class GridInfo(_Model):
+    grid_id: str
+    cell_size_m: float
+    rows: int
+    cols: int
+    cells: int
+
+
+class MapSnapshot(_Model):
+    schema_: Literal["imminence.map/1"] = Field(default="imminence.map/1", alias="schema")
+    snapshot_id: str
+    created_at: UtcDatetime
+    grid: GridInfo
+    layers: dict[str, MapLayer] = Field(description="per crime type and 'all'")
+    live_weight: float = Field(ge=0.0, le=1.0, description="weight of the live surface in the merge")
+    forecast_version: Optional[str] = None
+    forecast_date: Optional[str] = None
+    cells_live: int = Field(default=0, ge=0, description="cells with a live imminence message")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# -- camera state ----------------------------------------------------------------------
+class CameraStatus(_Model):
+    schema_: Literal["imminence.camera/1"] = Field(default="imminence.camera/1", alias="schema")
+    camera_id: str
+    cell_id: Optional[str] = None
+    lon: Optional[float] = None
+    lat: Optional[float] = None
+    state: Literal["starting", "online", "reconnecting", "offline", "stopped", "failed"]
+    at: UtcDatetime
+    fps_analysed: float = 0.0
+    frames_read: int = 0
+    frames_analysed: int = 0
+    frames_dropped: int = 0
+    reconnects: int = 0
+    clips: int = 0
+    events_published: int = 0
+    events_buffered: int = 0
+    events_dropped: int = 0
+    last_event_at: Optional[UtcDatetime] = None
+    message: Optional[str] = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# -- dead letters ---------------------------------------------------------------------
+class DeadLetter(_Model):
+    schema_: Literal["imminence.dlq/1"] = Field(default="imminence.dlq/1", alias="schema")
+    source_topic: str
+    partition: Optional[int] = None
+    offset: Optional[int] = None
+    key: Optional[str] = None
+    reason: str
+    payload: str = Field(description="the rejected value as text (invalid UTF-8 replaced), truncated to 64 KiB")
+    consumer: Optional[str] = None
+    received_at: UtcDatetime
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+Event = Union[IndicatorEvent, CellImminence, MapSnapshot, CameraStatus, DeadLetter]
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "imminence.indicator/1": IndicatorEvent,
+    "imminence.cell/1": CellImminence,
+    "imminence.map/1": MapSnapshot,
+    "imminence.camera/1": CameraStatus,
+    "imminence.dlq/1": DeadLetter,
+}
+TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
+    TOPIC_INDICATORS: IndicatorEvent,
+    TOPIC_CELLS: CellImminence,
+    TOPIC_MAPS: MapSnapshot,
+    TOPIC_CAMERAS: CameraStatus,
+    TOPIC_DLQ: DeadLetter,
+}
+MAX_DLQ_PAYLOAD = 64 * 1024
+
+
+def encode(event: BaseModel) -> bytes:
+    """Serialise a schema model to UTF-8 JSON bytes (``schema`` field included)."""
+    return event.model_dump_json(by_alias=True, exclude_none=False).encode("utf-8")
+
+
+def decode(topic: str, value: bytes | str) -> BaseModel:
+    """Parse and validate one message of ``topic``; raises :class:`SchemaError` with the reason."""
+    model = TOPIC_SCHEMAS.get(topic)
+    try:
+        text = value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else value
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"value is not UTF-8: {exc}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"value is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise SchemaError(f"value is a JSON {type(obj).__name__}, expected an object")
+    name = obj.get("schema")
+    if name not in SCHEMAS:
+        raise SchemaError(f"unknown or missing schema {name!r}; known: {sorted(SCHEMAS)}")
+    if model is not None and SCHEMAS[name] is not model:
+        raise SchemaError(f"schema {name!r} does not belong on topic {topic!r}")
+    try:
+        return SCHEMAS[name].model_validate(obj)
+    except ValidationError as exc:
+        errs = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise SchemaError(f"{name}: {errs}") from None
+
+
+def dead_letter(topic: str, value: bytes | str | None, reason: str, *, key: str | None = None,
+                partition: int | None = None, offset: int | None = None,
+                consumer: str | None = None) -> DeadLetter:
+    """Wrap a rejected message for the dead-letter topic, keeping its bytes as text."""
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value[:MAX_DLQ_PAYLOAD]).decode("utf-8", errors="replace")
+    else:
+        text = (value or "")[:MAX_DLQ_PAYLOAD]
+    return DeadLetter(source_topic=topic, partition=partition, offset=offset, key=key, reason=reason,
+                      payload=text, consumer=consumer, received_at=utcnow())
+
+
+def event_key(event: BaseModel) -> str:
+    """The Kafka key a message is published under (camera id, cell id, ...)."""
+    if isinstance(event, (IndicatorEvent, CameraStatus)):
+        return event.camera_id
+    if isinstance(event, CellImminence):
+        return event.cell_id
+    if isinstance(event, MapSnapshot):
+        return "all"
+    if isinstance(event, DeadLetter):
+        return event.source_topic
+    raise TypeError(f"no key rule for {type(event).__name__}")
+
+
+def event_dedup_id(event: BaseModel) -> str | None:
+    """The id consumers drop repeats by, or None for messages that are not deduplicated."""
+    if isinstance(event, IndicatorEvent):
+        return event.event_id
+    if isinstance(event, CellImminence):
+        return event.message_id
+    if isinstance(event, MapSnapshot):
+        return event.snapshot_id
+    return None
