@@ -20,6 +20,8 @@ class BusConfig(_Strict):
 
     bootstrap: Optional[str] = Field(default=None, description="host:port[,host:port]; null = start an embedded broker where a command can")
     client_id: str = "imminence"
+    namespace: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$",
+                           description="prefix of every topic name (isolates tests or tenants on one cluster)")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Optional[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]] = None
     sasl_username: Optional[str] = None
