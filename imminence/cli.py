@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"],
                         help="json: one JSON object per line")
+    parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="serve Prometheus /metrics and /healthz on this port (0 = any free port)")
+    parser.add_argument("--metrics-host", default="127.0.0.1")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if mod.name.startswith("_"):
@@ -36,6 +39,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
+    if args.metrics_port is not None:
+        from streamer.observability import serve
+
+        server = serve(args.metrics_port, args.metrics_host)
+        print(f"metrics: http://{args.metrics_host}:{server.port}/metrics", file=sys.stderr, flush=True)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -34,6 +34,27 @@ STAGE_SECONDS = Histogram("imminence_stage_seconds", "Time spent per stage call"
                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 
 
+_health_checks: dict[str, HealthFn] = {}
+
+
+def set_health(name: str, fn: HealthFn) -> None:
+    """Register a component's health check; /healthz is ok only when every check is."""
+    _health_checks[name] = fn
+
+
+def health_report() -> dict:
+    """Combined report of every registered check: {"ok": bool, name: report, ...}."""
+    report: dict = {"ok": True}
+    for name, fn in list(_health_checks.items()):
+        try:
+            part = fn()
+        except Exception as exc:  # a failing health check is itself unhealthy
+            part = {"ok": False, "error": str(exc)}
+        report[name] = part
+        report["ok"] = report["ok"] and bool(part.get("ok", True))
+    return report
+
+
 class _Handler(BaseHTTPRequestHandler):
     health: Optional[HealthFn] = None
 
@@ -43,7 +64,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, body, CONTENT_TYPE_LATEST)
         elif self.path.startswith("/healthz"):
             try:
-                report = self.health() if self.health else {"ok": True}
+                report = self.health() if self.health else health_report()
             except Exception as exc:  # a failing health check is itself unhealthy
                 report = {"ok": False, "error": str(exc)}
             self._send(200 if report.get("ok") else 503, json.dumps(report, default=str).encode(),
