@@ -27,6 +27,8 @@ from shapely.geometry.base import BaseGeometry
 
 EARTH_RADIUS_M = 6_371_008.8
 MAX_CELLS = 4_000_000
+#: grids with more cells than this find the area's cells through an STRtree
+STRTREE_FROM = 200_000
 
 
 class GridError(ValueError):
@@ -45,6 +47,8 @@ class GridConfig(BaseModel):
     cell_size_m: float = Field(default=250.0, gt=0)
     origin: Optional[tuple[float, float]] = Field(
         default=None, description="reference lon/lat of the local projection (default: area centre)")
+    zones: dict[str, str] = Field(default_factory=dict,
+                                  description="named zones: name -> GeoJSON path or WKT polygon (same crs as the area)")
 
     @model_validator(mode="after")
     def _one_area(self) -> "GridConfig":
@@ -118,8 +122,8 @@ class Grid:
     def __init__(self, area_m: BaseGeometry, cell_size: float,
                  projection: Optional[LocalProjection] = None,
                  origin_xy: Optional[tuple[float, float]] = None) -> None:
-        if not cell_size > 0:
-            raise GridError(f"cell_size_m must be > 0, got {cell_size}")
+        if not (cell_size > 0 and math.isfinite(cell_size)):
+            raise GridError(f"cell_size_m must be a positive number of metres, got {cell_size}")
         if area_m.is_empty or area_m.area <= 0:
             raise GridError("area is empty")
         self.area = area_m
@@ -132,12 +136,27 @@ class Grid:
         n = self.rows * self.cols
         if n > MAX_CELLS:
             raise GridError(f"cell_size_m={cell_size} makes {n:,} cells (limit {MAX_CELLS:,}); use larger cells")
-        # Which cells touch the area: vectorised shapely predicate over all cell boxes.
-        boxes = self._boxes(np.arange(n))
-        inside = shapely.intersects(boxes, area_m) & ~shapely.touches(boxes, area_m)
-        self.mask = inside.reshape(self.rows, self.cols)
+        self.mask = self._area_mask(area_m, n)
         if not self.mask.any():
             raise GridError("no cell intersects the area")
+        self.zones: dict[str, BaseGeometry] = {}
+
+    def _area_mask(self, area_m: BaseGeometry, n: int) -> np.ndarray:
+        """Which cells overlap the area (more than touching its edge).
+
+        Small grids test every box at once (vectorised predicate); large ones ask an
+        STRtree of the boxes for candidates first, so a detailed coastline over a
+        million cells does not run the exact predicate a million times.
+        """
+        boxes = self._boxes(np.arange(n))
+        if n <= STRTREE_FROM:
+            inside = shapely.intersects(boxes, area_m) & ~shapely.touches(boxes, area_m)
+        else:
+            tree = shapely.STRtree(boxes)
+            cand = tree.query(area_m, predicate="intersects")
+            inside = np.zeros(n, dtype=bool)
+            inside[cand] = ~shapely.touches(boxes[cand], area_m)
+        return inside.reshape(self.rows, self.cols)
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -150,14 +169,22 @@ class Grid:
         else:
             geom = load_area(cfg.area or "", base_dir)
         if cfg.crs == "metric":
-            return cls(geom, cfg.cell_size_m)
-        minx, miny, maxx, maxy = geom.bounds
-        if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-            raise GridError(f"area bounds {geom.bounds} are not lon/lat; set crs: metric for metres")
-        c = geom.centroid
-        lon0, lat0 = cfg.origin if cfg.origin is not None else (c.x, c.y)
-        proj = LocalProjection(lon0, lat0)
-        return cls(proj.geometry_to_metric(geom), cfg.cell_size_m, proj)
+            grid = cls(geom, cfg.cell_size_m)
+        else:
+            minx, miny, maxx, maxy = geom.bounds
+            if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+                raise GridError(f"area bounds {geom.bounds} are not lon/lat; set crs: metric for metres")
+            c = geom.centroid
+            lon0, lat0 = cfg.origin if cfg.origin is not None else (c.x, c.y)
+            proj = LocalProjection(lon0, lat0)
+            grid = cls(proj.geometry_to_metric(geom), cfg.cell_size_m, proj)
+        for name, spec in cfg.zones.items():
+            try:
+                zone = load_area(spec, base_dir)
+            except GridError as exc:
+                raise GridError(f"zones -> {name}: {exc}") from None
+            grid.add_zone(name, zone, lonlat=cfg.crs == "lonlat")
+        return grid
 
     # -- ids --------------------------------------------------------------------------
     @staticmethod
@@ -208,6 +235,11 @@ class Grid:
         ok[ok] = self.mask[row[ok], col[ok]]
         return row, col, ok
 
+    def rowcol_of_lonlat(self, lon, lat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Row, column and inside flag for many lon/lat points (vectorised)."""
+        x, y = self.to_metric(lon, lat)
+        return self.rowcol_of_xy(x, y)
+
     def cell_of_xy(self, x: float, y: float) -> Optional[str]:
         row, col, ok = self.rowcol_of_xy([x], [y])
         return self.cell_id(row[0], col[0]) if ok[0] else None
@@ -246,6 +278,79 @@ class Grid:
         r, c = self.parse_cell_id(cell_id)
         poly = self._boxes(np.array([r * self.cols + c]))[0]
         return self.projection.geometry_to_lonlat(poly) if lonlat and self.projection else poly
+
+    def cell_lonlat_polygons(self, flat: np.ndarray) -> np.ndarray:
+        """Cell squares (flat indices ``row * cols + col``) as lon/lat polygons (metric if no projection)."""
+        boxes = self._boxes(np.asarray(flat, dtype=np.int64))
+        if self.projection is None:
+            return boxes
+        proj = self.projection
+        return shapely.transform(boxes, lambda c: np.column_stack(proj.to_lonlat(c[:, 0], c[:, 1])))
+
+    def to_geojson(self, properties: Optional[dict[str, np.ndarray]] = None, ndigits: int = 4,
+                   only_cells: Optional[np.ndarray] = None) -> dict:
+        """A GeoJSON FeatureCollection of the cells inside the area (lon/lat, RFC 7946).
+
+        ``properties`` maps a name to a (rows, cols) array; each feature carries
+        ``cell_id``, ``row``, ``col``, its zone (if any) and the rounded values.
+        ``only_cells`` (a boolean (rows, cols) array) restricts the output further.
+        GIS tools (QGIS, geopandas) open the file directly.
+        """
+        sel = self.mask if only_cells is None else (self.mask & only_cells)
+        rows, cols = np.nonzero(sel)
+        polys = self.cell_lonlat_polygons(rows * self.cols + cols)
+        zone_of = self.zone_map() if self.zones else None
+        feats = []
+        for i, (r, c) in enumerate(zip(rows.tolist(), cols.tolist())):
+            props: dict = {"cell_id": self.cell_id(r, c), "row": r, "col": c}
+            if zone_of is not None:
+                props["zone"] = zone_of[r][c]
+            for name, arr in (properties or {}).items():
+                v = arr[r, c]
+                props[name] = round(float(v), ndigits) if np.issubdtype(np.asarray(v).dtype, np.floating) else v.item()
+            feats.append({"type": "Feature", "id": props["cell_id"], "properties": props,
+                          "geometry": shapely.geometry.mapping(polys[i])})
+        return {"type": "FeatureCollection", "features": feats,
+                "properties": {"grid_id": self.grid_id, "cell_size_m": self.cell_size,
+                               "rows": self.rows, "cols": self.cols}}
+
+    # -- zones ------------------------------------------------------------------------
+    def add_zone(self, name: str, polygon: BaseGeometry, lonlat: bool = True) -> list[str]:
+        """Name a zone (a polygon, lon/lat unless ``lonlat=False``); returns the ids of its cells.
+
+        A cell belongs to the zone holding its centre; where zones overlap, the one
+        added first wins in :meth:`zone_of`.
+        """
+        if polygon.is_empty or not polygon.is_valid or polygon.geom_type not in ("Polygon", "MultiPolygon"):
+            raise GridError(f"zone {name!r}: not a valid polygon")
+        geom = polygon
+        if lonlat:
+            if self.projection is None:
+                raise GridError(f"zone {name!r}: this grid is metric; give the zone in metres (lonlat=False)")
+            geom = self.projection.geometry_to_metric(polygon)
+        self.zones[name] = geom
+        return self.zone_cells(name)
+
+    def zone_cells(self, name: str) -> list[str]:
+        """Ids of the cells whose centre lies in the zone."""
+        if name not in self.zones:
+            raise GridError(f"unknown zone {name!r}; known: {sorted(self.zones)}")
+        xs, ys = self.cell_centres()
+        inside = shapely.contains_xy(self.zones[name], xs, ys) & self.mask
+        rows, cols = np.nonzero(inside)
+        return [self.cell_id(r, c) for r, c in zip(rows, cols)]
+
+    def zone_map(self) -> list[list[Optional[str]]]:
+        """Zone name of every cell as a rows x cols nested list (None outside every zone)."""
+        out = np.full((self.rows, self.cols), None, dtype=object)
+        xs, ys = self.cell_centres()
+        for name in reversed(list(self.zones)):  # first added wins
+            out[shapely.contains_xy(self.zones[name], xs, ys) & self.mask] = name
+        return out.tolist()
+
+    def zone_of(self, cell_id: str) -> Optional[str]:
+        r, c = self.parse_cell_id(cell_id)
+        return self.zone_map()[r][c] if self.has_cell(cell_id) else None
 
     def cell_centres(self) -> tuple[np.ndarray, np.ndarray]:
         """Metric x and y of every cell centre, arrays of shape (rows, cols)."""
