@@ -50,6 +50,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already accepts connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def wait_port(host: str, port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -84,6 +93,8 @@ class EmbeddedBroker:
         return f"{self.host}:{self.advertised_port}"
 
     def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
+        if port_in_use(self.host, self.port):
+            raise BrokerError(f"cannot start the broker: {self.host}:{self.port} is already in use")
         cmd = [str(tansu_binary()), "broker",
                "--listener-url", f"tcp://{self.host}:{self.port}",
                "--advertised-listener-url", f"tcp://{self.host}:{self.advertised_port}",
@@ -92,7 +103,7 @@ class EmbeddedBroker:
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.env}
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
-        if not wait_port(self.host, self.port, timeout):
+        if not wait_port(self.host, self.port, timeout) or self.proc.poll() is not None:
             code = self.proc.poll()
             self.stop()
             raise BrokerError(f"tansu did not listen on {self.host}:{self.port} within {timeout}s (exit {code})")
@@ -131,3 +142,140 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class S3Store:
+    """A local S3 server (moto) holding one bucket, so tansu's log outlives a broker crash.
+
+    ``EmbeddedBroker(storage=store.storage, env=store.env)`` gives a broker that,
+    killed and restarted, keeps every message and committed group offset
+    (DESIGN.md).  For tests and fault drills only: moto keeps data in memory.
+    """
+
+    def __init__(self, bucket: str = "tansu", port: Optional[int] = None, host: str = "127.0.0.1") -> None:
+        self.bucket = bucket
+        self.host = host
+        self.port = port or free_port(host)
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def storage(self) -> str:
+        return f"s3://{self.bucket}/"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"AWS_ENDPOINT": f"http://{self.host}:{self.port}", "AWS_ALLOW_HTTP": "true",
+                "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "eu-west-2"}
+
+    def start(self, timeout: float = 30.0) -> "S3Store":
+        import sys
+        import urllib.request
+
+        exe = Path(sys.executable).with_name("moto_server")
+        if not exe.exists():
+            found = shutil.which("moto_server")
+            if not found:
+                raise BrokerError("moto_server not found (pip install 'moto[server]')")
+            exe = Path(found)
+        self.proc = subprocess.Popen([str(exe), "-H", self.host, "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        if not wait_port(self.host, self.port, timeout):
+            self.stop()
+            raise BrokerError(f"moto_server did not listen on {self.host}:{self.port} within {timeout}s")
+        req = urllib.request.Request(f"http://{self.host}:{self.port}/{self.bucket}", method="PUT")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            if resp.status != 200:
+                raise BrokerError(f"could not create bucket {self.bucket}: HTTP {resp.status}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def __enter__(self) -> "S3Store":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class TlsProxy:
+    """A TLS-terminating proxy (Debian's stunnel4) in front of a plaintext broker port.
+
+    tansu 0.6.0 cannot serve TLS itself (``--cert`` refuses ``--key``), so TLS
+    client settings are exercised through this proxy: start the broker with
+    ``advertised_port=proxy.port`` so clients come back through the proxy.  A
+    throw-away CA and a server certificate for 127.0.0.1/localhost are made with
+    the ``openssl`` command in ``workdir``; ``cafile`` is what clients trust.
+    """
+
+    def __init__(self, workdir: str | Path, target_port: int, port: Optional[int] = None,
+                 host: str = "127.0.0.1") -> None:
+        self.workdir = Path(workdir)
+        self.target_port = target_port
+        self.host = host
+        self.port = port or free_port(host)
+        self.proc: Optional[subprocess.Popen] = None
+
+    @staticmethod
+    def binary() -> Optional[str]:
+        return shutil.which("stunnel4") or shutil.which("stunnel")
+
+    @property
+    def cafile(self) -> Path:
+        return self.workdir / "ca.pem"
+
+    def _make_certs(self) -> None:
+        d = self.workdir
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        steps = [
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=imminence-test-ca",
+             "-keyout", "ca.key", "-out", "ca.pem"],
+            ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+             "-keyout", "server.key", "-out", "server.csr"],
+            ["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem"],
+        ]
+        for cmd in steps:
+            res = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise BrokerError(f"{' '.join(cmd[:2])} failed: {res.stderr.strip()[-300:]}")
+
+    def start(self, timeout: float = 10.0) -> "TlsProxy":
+        exe = self.binary()
+        if not exe:
+            raise BrokerError("stunnel4 is not installed (apt-get install stunnel4)")
+        if not shutil.which("openssl"):
+            raise BrokerError("openssl is not installed (needed for the proxy's test certificates)")
+        self._make_certs()
+        conf = self.workdir / "stunnel.conf"
+        conf.write_text(
+            f"foreground = yes\npid =\ndebug = 3\noutput = {self.workdir / 'stunnel.log'}\n"
+            f"[kafka]\naccept = {self.host}:{self.port}\nconnect = {self.host}:{self.target_port}\n"
+            f"cert = {self.workdir / 'server.pem'}\nkey = {self.workdir / 'server.key'}\n")
+        self.proc = subprocess.Popen([exe, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        if not wait_port(self.host, self.port, timeout) or self.proc.poll() is not None:
+            code = self.proc.poll()
+            self.stop()
+            raise BrokerError(f"stunnel did not listen on {self.host}:{self.port} (exit {code}); "
+                              f"see {self.workdir / 'stunnel.log'}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None

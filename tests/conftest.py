@@ -40,3 +40,46 @@ def unique_name(request: pytest.FixtureRequest) -> str:
     import uuid
 
     return f"{request.node.name[:40].replace('[', '_').replace(']', '_')}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def s3_broker(tmp_path: Path) -> Iterator["EmbeddedBroker"]:
+    """A tansu broker of its own on S3 storage (a moto_server process that outlives broker crashes).
+
+    ``s3_broker.kill()`` then ``s3_broker.start()`` keeps every message and committed offset.
+    """
+    from streamer.broker import EmbeddedBroker, S3Store
+
+    store = S3Store().start()
+    broker = EmbeddedBroker(storage=store.storage, env=store.env, log_file=tmp_path / "tansu-s3.log")
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+        store.stop()
+
+
+@pytest.fixture
+def tls_proxy(tmp_path: Path) -> Iterator[dict]:
+    """A broker reached only through a stunnel4 TLS proxy: {"bootstrap", "cafile", "broker", "proxy"}.
+
+    Skips, loudly, where stunnel4 is not installed (``make system-deps`` installs it).
+    """
+    from streamer.broker import EmbeddedBroker, TlsProxy, free_port
+
+    if not TlsProxy.binary():
+        import warnings
+
+        warnings.warn("stunnel4 is missing: the Kafka TLS test is SKIPPED (apt-get install stunnel4)")
+        pytest.skip("stunnel4 not installed: TLS to Kafka NOT tested (apt-get install stunnel4)")
+    broker_port = free_port()
+    proxy = TlsProxy(tmp_path / "tls", target_port=broker_port).start()
+    broker = EmbeddedBroker(port=broker_port, advertised_port=proxy.port, log_file=tmp_path / "tansu-tls.log")
+    try:
+        broker.start()
+        yield {"bootstrap": f"127.0.0.1:{proxy.port}", "cafile": str(proxy.cafile), "broker": broker,
+               "proxy": proxy}
+    finally:
+        broker.stop()
+        proxy.stop()

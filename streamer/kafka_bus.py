@@ -1,0 +1,626 @@
+"""The Kafka-backed :class:`~streamer.bus.Bus` (kafka-python 2.3.x), same contract as ``InMemoryBus``.
+
+Producing.  ``publish`` only appends to a bounded local outbox; a background
+sender thread moves records into kafka-python and counts the delivery
+callbacks.  The frame loop therefore never waits on the broker, even while
+kafka-python's ``send()`` blocks for metadata with every broker down
+(kafka-python #1325).  A record leaves the outbox for good only when the broker
+acknowledged it (``acks="all"``); a failed or expired delivery goes back to the
+front of the outbox and is sent again, so a broker that is down or restarts
+delays records but loses none.  The one loss is deliberate and loud: when
+``outbox_size`` records wait (outbox plus in flight), the oldest waiting record
+is dropped, counted in ``stats().dropped`` and ``imminence_bus_dropped_total``,
+and logged at WARNING.  Retries can duplicate a record; consumers drop repeats
+by event id (:class:`streamer.dedup.Deduplicator`).  Order per key holds in
+normal running; records re-sent after an outage can arrive out of order.
+
+Idempotence is off by default: tansu 0.6.0 answers InitProducerId with an
+UnknownError, so an idempotent kafka-python producer cannot send to it.  Pass
+``enable_idempotence=True`` against Apache Kafka.
+
+Processes must call :meth:`KafkaBus.close` (flush, then close) before they exit,
+including on SIGTERM; :func:`install_sigterm_flush` installs such a handler.
+
+Consuming.  One ``KafkaConsumer`` per subscription (and per thread:
+kafka-python's consumer is not thread-safe, #1105), auto-commit off, small
+``max_poll_records`` so a slow handler does not miss its poll deadline (#1418).
+``poll`` validates every record with :func:`schemas.decode`; an invalid one is
+published to ``imminence.dlq`` with the reason, counted, logged by
+topic/partition/offset (never its payload) and skipped.  ``commit`` commits the
+offsets of the records ``poll`` returned (not ``consumer.position``), after the
+dead letters it queued are flushed.  On a rebalance, revoked partitions are
+*not* committed: the records returned but not yet committed may not have had
+their outputs published, so the new owner receives them again (at-least-once,
+not at-most-once).  Consumers call ``commit`` after publishing their outputs and
+before long pauses to keep that replay short.
+
+Topics.  Every topic on the wire is ``<namespace>.<topic>`` (plain ``<topic>``
+with an empty namespace); ``Received.topic`` is the logical name, so
+``schemas.decode`` by topic works unchanged.  The project topics are created
+with ``config.partitions`` partitions when missing (tansu would otherwise
+auto-create them with its own default).
+
+Consumer lag from :meth:`KafkaSubscription.lag` is approximate: the broker's
+ListOffsets "latest" can trail the true log end (tansu by tens of records).
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, Callable, Iterable, Optional, Union
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import errors as kerrors
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import Counter
+from pydantic import BaseModel
+
+from streamer import schemas
+from streamer.bus import Bus, BusStats, Received, Subscription
+from streamer.config import BusConfig
+from streamer.observability import BUS_BUFFERED, BUS_DLQ, BUS_DROPPED, BUS_SENT, CONSUMER_LAG
+from streamer.redact import mask_url
+
+log = logging.getLogger(__name__)
+
+BUS_FAILED = Counter("imminence_bus_failed_total",
+                     "Records the broker refused for good (e.g. too large); not retried", ["topic"])
+BUS_RETRIES = Counter("imminence_bus_retries_total",
+                      "Deliveries that failed and were queued again", ["topic"])
+
+#: Errors that no retry can cure: the record itself is unacceptable.
+_PERMANENT = (kerrors.MessageSizeTooLargeError, kerrors.InvalidTopicError,
+              kerrors.RecordListTooLargeError, kerrors.UnsupportedForMessageFormatError)
+
+
+# -- configuration helpers -----------------------------------------------------------
+def wire_topic(namespace: str, topic: str) -> str:
+    """The topic name on the broker: ``namespace.topic``, or ``topic`` with no namespace."""
+    ns = namespace.rstrip(".")
+    return f"{ns}.{topic}" if ns else topic
+
+
+def security_options(cfg: BusConfig) -> dict[str, Any]:
+    """kafka-python keyword arguments for SASL (PLAIN/SCRAM) and TLS, from the bus config."""
+    opts: dict[str, Any] = {"security_protocol": cfg.security_protocol}
+    if cfg.security_protocol.startswith("SASL"):
+        opts["sasl_mechanism"] = cfg.sasl_mechanism
+        opts["sasl_plain_username"] = cfg.sasl_username
+        opts["sasl_plain_password"] = cfg.sasl_password.get_secret_value() if cfg.sasl_password else None
+    if cfg.security_protocol.endswith("SSL"):
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(cfg, name):
+                opts[name] = getattr(cfg, name)
+        opts["ssl_check_hostname"] = cfg.ssl_check_hostname
+    return opts
+
+
+def describe(cfg: BusConfig) -> str:
+    """A loggable one-line description of the connection (credentials masked)."""
+    parts = [f"bootstrap={mask_url(cfg.bootstrap or '')}", f"security={cfg.security_protocol}"]
+    if cfg.namespace:
+        parts.append(f"namespace={cfg.namespace}")
+    if cfg.sasl_mechanism:
+        parts.append(f"sasl={cfg.sasl_mechanism} user={cfg.sasl_username} password=***")
+    return " ".join(parts)
+
+
+def _as_config(config: Union[BusConfig, str], overrides: dict[str, Any]) -> BusConfig:
+    if isinstance(config, str):
+        return BusConfig(bootstrap=config, **overrides)
+    if overrides:
+        return config.model_copy(update=overrides)
+    return config
+
+
+# -- the producer side ------------------------------------------------------------------
+@dataclass
+class _Out:
+    """One record waiting for the broker's acknowledgement."""
+
+    topic: str  # logical
+    wire: str
+    key: Optional[bytes]
+    value: bytes
+    attempts: int = 0
+
+
+class KafkaBus(Bus):
+    """Publish and subscribe through Kafka with a non-blocking, bounded outbox.
+
+    ``config`` is a :class:`BusConfig` or a bootstrap string; keyword overrides
+    (``namespace=...``, ``outbox_size=...``) update a copy of it.  Nothing is
+    contacted in the constructor: the sender thread connects (and reconnects)
+    in the background, so a bus can be built while the broker is still down.
+    """
+
+    def __init__(self, config: Union[BusConfig, str], *, enable_idempotence: bool = False,
+                 linger_ms: int = 5, create_topics: bool = True,
+                 topics: Iterable[str] = schemas.TOPICS,
+                 delivery_timeout_ms: int = 30_000, max_request_size: int = 1_048_576,
+                 producer_options: Optional[dict[str, Any]] = None, **overrides: Any) -> None:
+        self.config = _as_config(config, overrides)
+        if not self.config.bootstrap:
+            raise ValueError("KafkaBus needs a bootstrap address (bus.bootstrap or --bootstrap host:port)")
+        self.namespace = self.config.namespace.rstrip(".")
+        self._prefix = f"{self.namespace}." if self.namespace else ""
+        self._security = security_options(self.config)
+        self._producer_options = {
+            "acks": "all",
+            "retries": 2_147_483_647,  # retried inside kafka-python until the delivery timeout
+            "linger_ms": linger_ms,
+            "enable_idempotence": enable_idempotence,
+            "delivery_timeout_ms": delivery_timeout_ms,
+            "request_timeout_ms": min(15_000, max(1_000, delivery_timeout_ms - linger_ms - 1)),
+            "max_block_ms": 2_000,  # send() may block this long for metadata: only the sender thread waits
+            "max_request_size": max_request_size,
+            "reconnect_backoff_max_ms": 2_000,
+            **(producer_options or {}),
+        }
+        self._create_topics = create_topics
+        self._project_topics = tuple(topics)
+        self._ensured: set[str] = set()
+        self._ensure_lock = threading.Lock()
+        self._tried: set[str] = set()  # logical topics the sender already tried to create
+
+        self._outbox: deque[_Out] = deque()
+        self._inflight = 0
+        # Records in flight count towards the bound; keep room for the outbox.
+        self._inflight_limit = max(1, min(5_000, self.config.outbox_size // 2))
+        self._cond = threading.Condition()
+        self._stats = BusStats()
+        self._closing = False
+        self._closed = False
+        self._connected = False
+        self._producer: Optional[KafkaProducer] = None
+        self._last_drop_log = 0.0
+        self._drops_since_log = 0
+        self._thread = threading.Thread(target=self._run, name=f"kafka-outbox-{self.config.client_id}",
+                                        daemon=True)
+        self._thread.start()
+        log.info("kafka bus %s", describe(self.config))
+
+    # topic names ---------------------------------------------------------------------
+    def wire(self, topic: str) -> str:
+        """The broker-side name of a logical topic."""
+        return self._prefix + topic
+
+    def logical(self, wire: str) -> str:
+        """The logical name of a broker-side topic (the namespace prefix removed)."""
+        return wire[len(self._prefix):] if self._prefix and wire.startswith(self._prefix) else wire
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection options shared by every kafka-python client this bus makes."""
+        return {"bootstrap_servers": self.config.bootstrap.split(","), **self._security}
+
+    def ensure_topics(self, topics: Iterable[str], timeout: float = 10.0) -> bool:
+        """Create the logical ``topics`` (namespaced) with ``config.partitions`` partitions if missing.
+
+        Returns False when the broker could not be reached; the caller may go on
+        (the broker would auto-create, with its own partition count).
+        """
+        wanted = [self.wire(t) for t in topics]
+        with self._ensure_lock:
+            missing = [w for w in wanted if w not in self._ensured]
+            if not missing or not self._create_topics:
+                return True
+            admin = None
+            try:
+                admin = KafkaAdminClient(client_id=f"{self.config.client_id}-admin",
+                                         request_timeout_ms=int(timeout * 1000), **self.client_options())
+                for w in missing:  # one by one: an existing topic fails only its own request
+                    try:
+                        admin.create_topics([NewTopic(w, self.config.partitions, 1)],
+                                            timeout_ms=int(timeout * 1000))
+                        log.info("created topic %s (%d partitions)", w, self.config.partitions)
+                    except kerrors.TopicAlreadyExistsError:
+                        pass
+                    self._ensured.add(w)
+                return True
+            except kerrors.KafkaError as exc:
+                log.warning("could not create topics %s: %s", missing, mask_url(str(exc)))
+                return False
+            finally:
+                if admin is not None:
+                    admin.close()
+
+    # publishing ------------------------------------------------------------------------
+    def publish(self, topic: str, event: BaseModel, key: Optional[str] = None) -> None:
+        if key is None:
+            key = schemas.event_key(event)
+        self.publish_raw(topic, schemas.encode(event), key)
+
+    def publish_raw(self, topic: str, value: bytes, key: Optional[str] = None) -> None:
+        """Queue bytes as they are (valid or not); the same outbox and guarantees as ``publish``."""
+        rec = _Out(topic, self.wire(topic), key.encode("utf-8") if key is not None else None, bytes(value))
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("publish on a closed KafkaBus")
+            self._outbox.append(rec)
+            BUS_BUFFERED.inc()
+            self._enforce_bound_locked()
+            self._cond.notify_all()
+
+    def _enforce_bound_locked(self) -> None:
+        """Drop the oldest waiting records while more than ``outbox_size`` are held."""
+        dropped: list[_Out] = []
+        while self._outbox and len(self._outbox) + self._inflight > self.config.outbox_size:
+            dropped.append(self._outbox.popleft())
+        if not dropped:
+            return
+        self._stats.dropped += len(dropped)
+        BUS_BUFFERED.dec(len(dropped))
+        for rec in dropped:
+            BUS_DROPPED.labels(rec.topic).inc()
+        self._drops_since_log += len(dropped)
+        now = time.monotonic()
+        if now - self._last_drop_log >= 1.0:  # loud, but one line a second at most
+            log.warning("kafka outbox full (%d records): dropped %d oldest record(s) since last report, "
+                        "%d in total; is the broker at %s reachable?", self.config.outbox_size,
+                        self._drops_since_log, self._stats.dropped, mask_url(self.config.bootstrap or ""))
+            self._last_drop_log = now
+            self._drops_since_log = 0
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._outbox or self._inflight:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(0.1 if remaining is None else min(0.1, remaining))
+            return True
+
+    def stats(self) -> BusStats:
+        with self._cond:
+            s = BusStats(**vars(self._stats))
+            s.buffered = len(self._outbox) + self._inflight
+            return s
+
+    def health(self) -> dict:
+        """For :func:`streamer.observability.set_health`: ok while connected and not dropping."""
+        s = self.stats()
+        return {"ok": self._connected and not self._closed, "connected": self._connected,
+                "buffered": s.buffered, "sent": s.sent, "dropped": s.dropped, "failed": s.failed,
+                "last_error": s.last_error}
+
+    def close(self, timeout: Optional[float] = 10.0) -> None:
+        """Flush (up to ``timeout``), then stop the sender and close the producer.
+
+        Records still unacknowledged after the timeout are counted as dropped and
+        logged; nothing is discarded silently.
+        """
+        if self._closed:
+            return
+        ok = self.flush(timeout)
+        with self._cond:
+            self._closing = True
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=5 if ok else 1)
+            except Exception as exc:  # closing must not raise past the caller's shutdown
+                log.warning("closing kafka producer: %s", exc)
+        with self._cond:
+            left = len(self._outbox) + self._inflight
+            if left:
+                self._stats.dropped += left
+                BUS_BUFFERED.dec(left)
+                self._outbox.clear()
+                self._inflight = 0
+        if left:
+            log.error("kafka bus closed with %d record(s) never acknowledged (counted as dropped; broker %s)",
+                      left, mask_url(self.config.bootstrap or ""))
+        s = self.stats()
+        log.info("kafka bus closed: sent=%d retries=%d failed=%d dropped=%d", s.sent, s.retries, s.failed,
+                 s.dropped)
+
+    # the sender thread --------------------------------------------------------------
+    def _connect(self) -> bool:
+        try:
+            self._producer = KafkaProducer(client_id=self.config.client_id, **self.client_options(),
+                                           **self._producer_options)
+        except kerrors.KafkaError as exc:
+            self._note_error(f"broker unreachable: {exc}")
+            return False
+        self._connected = True
+        log.info("kafka producer connected to %s", mask_url(self.config.bootstrap or ""))
+        if self._create_topics and self.ensure_topics(self._project_topics):
+            self._tried |= set(self._project_topics)
+        return True
+
+    def _note_error(self, msg: str) -> None:
+        with self._cond:
+            first = self._stats.last_error != msg
+            self._stats.last_error = msg
+        (log.warning if first else log.debug)("kafka: %s", mask_url(msg))
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            with self._cond:
+                while not self._closing and (not self._outbox or self._inflight >= self._inflight_limit):
+                    self._cond.wait(0.5)
+                if self._closing:
+                    return
+            if self._producer is None and not self._connect():
+                self._sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if self._create_topics:
+                with self._cond:
+                    pending = {r.topic for r in list(self._outbox)[:64]} - self._tried
+                if pending:
+                    self._tried |= pending  # once: on failure the broker's auto-creation serves
+                    self.ensure_topics(pending)
+            if self._send_some():
+                backoff = 0.2
+            else:
+                self._sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    def _sleep(self, seconds: float) -> None:
+        with self._cond:
+            if not self._closing:
+                self._cond.wait(seconds)
+
+    def _send_some(self) -> bool:
+        """Hand waiting records to kafka-python; False when a send failed and the loop should back off."""
+        assert self._producer is not None
+        while True:
+            with self._cond:
+                if self._closing or not self._outbox or self._inflight >= self._inflight_limit:
+                    return True
+                rec = self._outbox.popleft()
+                self._inflight += 1
+            rec.attempts += 1
+            try:
+                fut = self._producer.send(rec.wire, value=rec.value, key=rec.key)
+            except _PERMANENT as exc:
+                self._settle(rec, exc)
+                continue
+            except Exception as exc:  # KafkaTimeoutError while brokers are down, buffer full...
+                with self._cond:
+                    self._inflight -= 1
+                    self._outbox.appendleft(rec)
+                    self._enforce_bound_locked()
+                self._note_error(f"send to {rec.wire} failed, will retry: {type(exc).__name__}: {exc}")
+                self._connected = False
+                return False
+            fut.add_callback(self._on_ack, rec)
+            fut.add_errback(self._on_error, rec)
+
+    def _on_ack(self, rec: _Out, _metadata: Any) -> None:
+        with self._cond:
+            self._inflight -= 1
+            self._stats.sent += 1
+            self._connected = True
+            self._cond.notify_all()
+        BUS_BUFFERED.dec()
+        BUS_SENT.labels(rec.topic).inc()
+
+    def _on_error(self, rec: _Out, exc: BaseException) -> None:
+        self._settle(rec, exc)
+
+    def _settle(self, rec: _Out, exc: BaseException) -> None:
+        """A delivery failed: queue it again at the front, or give up when no retry can help."""
+        with self._cond:
+            self._inflight -= 1
+            if isinstance(exc, _PERMANENT):
+                self._stats.failed += 1
+                BUS_BUFFERED.dec()
+                BUS_FAILED.labels(rec.topic).inc()
+                permanent = True
+            else:
+                self._stats.retries += 1
+                BUS_RETRIES.labels(rec.topic).inc()
+                self._outbox.appendleft(rec)
+                self._enforce_bound_locked()
+                permanent = False
+            self._cond.notify_all()
+        if permanent:
+            log.error("kafka refused a record for good (%s, %d bytes): %s", rec.wire, len(rec.value),
+                      type(exc).__name__)
+            with self._cond:
+                self._stats.last_error = f"{type(exc).__name__}: {exc}"
+        else:
+            self._note_error(f"delivery to {rec.wire} failed, queued again: {type(exc).__name__}")
+
+    # subscribing -----------------------------------------------------------------------
+    def subscribe(self, topics: Iterable[str], group: Optional[str] = None, *,
+                  from_beginning: bool = False, client_id: Optional[str] = None) -> "KafkaSubscription":
+        topics = list(topics)
+        if not topics:
+            raise ValueError("subscribe needs at least one topic")
+        self.ensure_topics(topics)
+        return KafkaSubscription(self, topics, group, from_beginning=from_beginning, client_id=client_id)
+
+    def _count_dead_letter(self, topic: str) -> None:
+        with self._cond:
+            self._stats.dead_lettered += 1
+        BUS_DLQ.labels(topic).inc()
+
+
+# -- the consumer side ------------------------------------------------------------------
+class _Revocations(ConsumerRebalanceListener):
+    """Forget what was returned from revoked partitions: uncommitted work is redelivered to the new owner."""
+
+    def __init__(self, sub: "KafkaSubscription") -> None:
+        self.sub = sub
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        lost = [tp for tp in revoked if tp in self.sub._returned]
+        for tp in lost:
+            self.sub._returned.pop(tp, None)
+        if lost:
+            log.info("partitions revoked with uncommitted records (they will be redelivered): %s",
+                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in lost))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        log.debug("partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+
+
+class KafkaSubscription(Subscription):
+    """A validating consumer on logical topics; see the module notes for commit and revocation."""
+
+    def __init__(self, bus: KafkaBus, topics: list[str], group: Optional[str], *,
+                 from_beginning: bool = False, client_id: Optional[str] = None) -> None:
+        self.bus = bus
+        self.topics = topics
+        self.group = group
+        self.name = group or client_id or bus.config.client_id
+        cfg = bus.config
+        self._consumer = KafkaConsumer(
+            client_id=client_id or cfg.client_id,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            max_poll_records=cfg.max_poll_records,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=16 * 1024 * 1024,
+            **bus.client_options(),
+        )
+        self._returned: dict[TopicPartition, int] = {}  # next offset after what poll returned
+        self._dlq_pending = False
+        self._closed = False
+        wire = [bus.wire(t) for t in topics]
+        if group is not None:
+            self._consumer.subscribe(wire, listener=_Revocations(self))
+        else:
+            tps = []
+            for w in wire:
+                parts = self._consumer.partitions_for_topic(w)
+                if not parts:
+                    raise kerrors.UnknownTopicOrPartitionError(f"topic {w} has no partitions (broker {cfg.bootstrap})")
+                tps += [TopicPartition(w, p) for p in sorted(parts)]
+            self._consumer.assign(tps)
+            # Resolve the start now, so records published after subscribe() are seen.
+            for tp in tps:
+                self._consumer.position(tp)
+
+    @property
+    def consumer(self) -> KafkaConsumer:
+        """The underlying kafka-python consumer (for diagnostics; don't poll it directly)."""
+        return self._consumer
+
+    def assignment(self) -> set[tuple[str, int]]:
+        """Logical (topic, partition) pairs currently assigned."""
+        return {(self.bus.logical(tp.topic), tp.partition) for tp in self._consumer.assignment()}
+
+    def poll(self, timeout: float = 1.0, max_records: int = 100) -> list[Received]:
+        limit = max(1, min(max_records, self.bus.config.max_poll_records))
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=limit)
+        except kerrors.KafkaError as exc:  # broker away: keep the loop alive
+            log.warning("kafka poll failed (%s): %s", self.name, mask_url(str(exc)))
+            time.sleep(min(timeout, 0.5))
+            return []
+        out: list[Received] = []
+        for tp, records in batches.items():
+            topic = self.bus.logical(tp.topic)
+            for r in records:
+                self._returned[tp] = r.offset + 1
+                key = r.key.decode("utf-8", errors="replace") if r.key is not None else None
+                try:
+                    if r.value is None:
+                        raise schemas.SchemaError("value is null (tombstone)")
+                    event = schemas.decode(topic, r.value)
+                except schemas.SchemaError as exc:
+                    self._dead_letter(topic, tp.partition, r.offset, key, r.value, str(exc))
+                    continue
+                out.append(Received(topic, tp.partition, r.offset, key, event, r.timestamp))
+        return out
+
+    def _dead_letter(self, topic: str, partition: int, offset: int, key: Optional[str],
+                     value: Optional[bytes], reason: str) -> None:
+        size = len(value) if value is not None else 0
+        log.warning("invalid record sent to %s: %s[%d]@%d (%d bytes): %s", schemas.TOPIC_DLQ, topic,
+                    partition, offset, size, reason[:300])
+        self.bus._count_dead_letter(topic)
+        if topic == schemas.TOPIC_DLQ:
+            return  # never loop dead letters back into their own topic
+        dl = schemas.dead_letter(topic, value, reason, key=key, partition=partition, offset=offset,
+                                 consumer=self.name)
+        self.bus.publish(schemas.TOPIC_DLQ, dl, key=topic)
+        self._dlq_pending = True
+
+    def commit(self, timeout: float = 30.0) -> None:
+        """Commit the offsets of everything ``poll`` returned (dead letters flushed first)."""
+        if self.group is None or not self._returned:
+            return
+        if self._dlq_pending:
+            if not self.bus.flush(timeout):
+                log.warning("not committing %s: dead letters not yet acknowledged", self.name)
+                return
+            self._dlq_pending = False
+        assigned = self._consumer.assignment()
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self._returned.items() if tp in assigned}
+        if not offsets:
+            self._returned.clear()
+            return
+        try:
+            self._consumer.commit(offsets)
+        except (kerrors.CommitFailedError, kerrors.RebalanceInProgressError, kerrors.IllegalStateError) as exc:
+            log.warning("commit failed for %s (group rebalanced; records will be redelivered): %s",
+                        self.name, type(exc).__name__)
+            return
+        for tp, om in offsets.items():
+            if self._returned.get(tp) == om.offset:
+                del self._returned[tp]
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the broker's end offset per (logical topic, partition).
+
+        Approximate: ListOffsets "latest" can trail the true log end (tansu, by
+        tens of records), so a lag of 0 does not prove everything was read.
+        """
+        tps = list(self._consumer.assignment())
+        if not tps:
+            return {}
+        ends = self._consumer.end_offsets(tps)
+        out: dict[tuple[str, int], int] = {}
+        per_topic: dict[str, int] = {}
+        for tp in tps:
+            pos = self._consumer.position(tp)
+            lag = max(0, (ends.get(tp) or 0) - (pos or 0))
+            topic = self.bus.logical(tp.topic)
+            out[(topic, tp.partition)] = lag
+            per_topic[topic] = per_topic.get(topic, 0) + lag
+        for topic, lag in per_topic.items():
+            CONSUMER_LAG.labels(self.group or "-", topic).set(lag)
+        return out
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._consumer.close(autocommit=False)
+        except Exception as exc:  # leaving the group must not raise past shutdown
+            log.warning("closing kafka consumer %s: %s", self.name, exc)
+
+
+# -- process shutdown -------------------------------------------------------------------
+def install_sigterm_flush(bus: Bus, timeout: float = 10.0, exit_code: int = 143) -> Callable:
+    """On SIGTERM, close ``bus`` (flushing up to ``timeout`` s), then exit with ``exit_code``.
+
+    Must be called from the main thread.  Returns the previous handler.  A
+    process that has its own shutdown path should call ``bus.close()`` there
+    instead.
+    """
+
+    def _handler(signum: int, frame: Optional[FrameType]) -> None:
+        log.info("SIGTERM: flushing %d buffered record(s)", bus.stats().buffered)
+        bus.close(timeout)
+        raise SystemExit(exit_code)
+
+    return signal.signal(signal.SIGTERM, _handler)

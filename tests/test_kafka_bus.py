@@ -1,0 +1,418 @@
+"""KafkaBus against a real tansu broker: delivery, groups, redelivery, dead letters, faults, TLS.
+
+Every test uses its own namespace (topic prefix), so the session broker is shared
+safely.  Group joins take about 5 s on tansu: tests wait for the records they
+expect, by content, with a deadline; they never sleep and hope.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from prometheus_client import REGISTRY
+
+from streamer import schemas
+from streamer.broker import EmbeddedBroker, free_port
+from streamer.bus import Received
+from streamer.config import BusConfig
+from streamer.kafka_bus import KafkaBus, describe, security_options, wire_topic
+
+ROOT = Path(__file__).resolve().parents[1]
+IND = schemas.TOPIC_INDICATORS
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def indicator(i: int, camera: str | None = None, tag: str = "e") -> schemas.IndicatorEvent:
+    start = T0 + timedelta(seconds=2 * i)
+    return schemas.IndicatorEvent(
+        event_id=f"{tag}-{i}", camera_id=camera or f"cam{i % 6}", cell_id="r1c1", clip_index=i,
+        clip_start=start, clip_end=start + timedelta(seconds=2), stream_start_s=2.0 * i,
+        stream_end_s=2.0 * i + 2, frame_first=10 * i, frame_last=10 * i + 9, captured_at=start,
+        detections=schemas.DetectionSummary(frames=10, counts={"person": 1.5}, max_counts={"person": 2}),
+    )
+
+
+def collect(subs, want: set[str], timeout: float = 40.0, per_sub: dict | None = None,
+            dup: list | None = None) -> dict[str, Received]:
+    """Poll ``subs`` in turn until every event id in ``want`` arrived or the deadline passed."""
+    got: dict[str, Received] = {}
+    deadline = time.monotonic() + timeout
+    while not want <= set(got) and time.monotonic() < deadline:
+        for i, sub in enumerate(subs):
+            for rec in sub.poll(0.2, 200):
+                eid = rec.event.event_id
+                if eid in got and dup is not None:
+                    dup.append(eid)
+                got[eid] = rec
+                if per_sub is not None:
+                    per_sub.setdefault(i, []).append(eid)
+    return got
+
+
+def wait_for(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def bus(kafka_bootstrap: str, unique_name: str):
+    b = KafkaBus(kafka_bootstrap, namespace=unique_name)
+    yield b
+    b.close(5)
+
+
+# -- configuration (no broker) ------------------------------------------------------------
+def test_security_options_pass_sasl_and_tls_and_never_show_the_password():
+    cfg = BusConfig(bootstrap="kafka:9093", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                    sasl_username="svc", sasl_password="s3cret-pw", ssl_cafile="/etc/ca.pem",
+                    ssl_check_hostname=False)
+    opts = security_options(cfg)
+    assert opts == {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+                    "sasl_plain_username": "svc", "sasl_plain_password": "s3cret-pw",
+                    "ssl_cafile": "/etc/ca.pem", "ssl_check_hostname": False}
+    text = describe(cfg) + repr(cfg) + str(cfg.model_dump())
+    assert "s3cret-pw" not in text and "***" in describe(cfg)
+    assert security_options(BusConfig(bootstrap="k:9092")) == {"security_protocol": "PLAINTEXT"}
+
+
+def test_wire_topic_names_carry_the_namespace():
+    assert wire_topic("", IND) == IND
+    assert wire_topic("t1", IND) == "t1.imminence.indicators"
+    assert wire_topic("t1.", IND) == "t1.imminence.indicators"
+    with pytest.raises(ValueError, match="bootstrap"):
+        KafkaBus(BusConfig())
+
+
+# -- delivery --------------------------------------------------------------------------------
+def test_round_trip_with_a_consumer_group_and_plain_json_for_any_client(bus, kafka_bootstrap, unique_name):
+    events = [indicator(i) for i in range(30)]
+    sub = bus.subscribe([IND], group=f"{unique_name}-g", from_beginning=True)
+    try:
+        for e in events:
+            bus.publish(IND, e)
+        assert bus.flush(20)
+        got = collect([sub], {e.event_id for e in events})
+        assert set(got) == {e.event_id for e in events}
+        for e in events:
+            rec = got[e.event_id]
+            assert rec.topic == IND and rec.key == e.camera_id and rec.event == e
+        assert {r.partition for r in got.values()} == {0, 1, 2}  # 6 cameras over 3 created partitions
+        sub.commit()
+        s = bus.stats()
+        assert (s.sent, s.dropped, s.failed, s.buffered) == (30, 0, 0, 0)
+        assert sum(sub.lag().values()) >= 0
+    finally:
+        sub.close()
+    # A plain kafka-python consumer reads the namespaced topic: UTF-8 JSON values, string keys.
+    raw = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        wire = f"{unique_name}.{IND}"
+        raw.assign([TopicPartition(wire, p) for p in range(3)])
+        values = []
+        deadline = time.monotonic() + 20
+        while len(values) < 30 and time.monotonic() < deadline:
+            for recs in raw.poll(500).values():
+                values += [(r.key.decode("utf-8"), json.loads(r.value.decode("utf-8"))) for r in recs]
+        assert len(values) == 30
+        assert all(v["schema"] == "imminence.indicator/1" and k == v["camera_id"] for k, v in values)
+    finally:
+        raw.close()
+
+
+def test_two_consumers_in_a_group_share_partitions_and_see_each_message_once(bus, unique_name):
+    group = f"{unique_name}-g"
+    a = bus.subscribe([IND], group=group, from_beginning=True, client_id="a")
+    b = bus.subscribe([IND], group=group, from_beginning=True, client_id="b")
+    try:
+        def settled() -> bool:
+            a.poll(0.1)
+            b.poll(0.1)
+            pa, pb = a.assignment(), b.assignment()
+            return bool(pa) and bool(pb) and not (pa & pb) and len(pa | pb) == 3
+
+        wait_for(settled, 40, "both consumers to hold disjoint partitions")
+        events = [indicator(i, camera=f"cam{i % 12}") for i in range(60)]
+        for e in events:
+            bus.publish(IND, e)
+        assert bus.flush(20)
+        per_sub: dict = {}
+        dup: list = []
+        got = collect([a, b], {e.event_id for e in events}, per_sub=per_sub, dup=dup)
+        assert set(got) == {e.event_id for e in events}
+        assert dup == []
+        assert per_sub.get(0) and per_sub.get(1)
+        assert not set(per_sub[0]) & set(per_sub[1])
+    finally:
+        a.close()
+        b.close()
+
+
+def test_uncommitted_records_are_redelivered_to_the_next_group_member(bus, unique_name):
+    group = f"{unique_name}-g"
+    first = [indicator(i, tag="a") for i in range(10)]
+    second = [indicator(i, tag="b") for i in range(10)]
+    sub = bus.subscribe([IND], group=group, from_beginning=True)
+    try:
+        for e in first:
+            bus.publish(IND, e)
+        assert bus.flush(20)
+        assert set(collect([sub], {e.event_id for e in first})) == {e.event_id for e in first}
+        sub.commit()  # outputs of the first batch "published"
+        for e in second:
+            bus.publish(IND, e)
+        assert bus.flush(20)
+        assert set(collect([sub], {e.event_id for e in second})) == {e.event_id for e in second}
+    finally:
+        sub.close()  # crash before committing the second batch
+    # A new member starting at "latest" resumes from the committed offsets: the second batch again,
+    # not the first.
+    sub2 = bus.subscribe([IND], group=group, from_beginning=False)
+    try:
+        got = collect([sub2], {e.event_id for e in second})
+        assert set(got) == {e.event_id for e in second}
+        assert not any(r.poll(1.0) for r in [sub2])
+    finally:
+        sub2.close()
+
+
+def test_invalid_records_go_to_the_dlq_and_the_consumer_keeps_going(bus, kafka_bootstrap, unique_name, caplog):
+    bus.ensure_topics([IND])
+    wire = bus.wire(IND)
+    cell = schemas.CellImminence(message_id="m", cell_id="r0c0", window_start=T0, window_end=T0,
+                                 imminence={}, flags={}, events=0, produced_at=T0)
+    bad = {
+        "json": b'{"schema": "imminence.indicator/1", not json',
+        "schema": schemas.encode(cell),  # a valid message of another topic
+        "field": json.dumps({"schema": "imminence.indicator/1", "event_id": "x"}).encode(),
+        "utf8": b"\xff\xfe\xfa garbage-bytes",
+        "huge": b'{"pad": "' + b"x" * 2_000_000 + b'"}',
+        "null": None,
+    }
+    raw = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", max_request_size=3_000_000)
+    try:
+        for i, (name, value) in enumerate(bad.items()):
+            raw.send(wire, key=name.encode(), value=value).get(10)
+            raw.send(wire, key=b"cam0", value=schemas.encode(indicator(i))).get(10)
+    finally:
+        raw.close()
+    caplog.set_level(logging.WARNING, logger="streamer.kafka_bus")
+    sub = bus.subscribe([IND], from_beginning=True)
+    try:
+        got = collect([sub], {f"e-{i}" for i in range(len(bad))})
+        assert set(got) == {f"e-{i}" for i in range(len(bad))}
+        # each invalid record precedes a valid one in the same partition, so all were seen by now
+        assert bus.stats().dead_lettered == len(bad)
+        assert bus.flush(20)
+    finally:
+        sub.close()
+    dlq = bus.subscribe([schemas.TOPIC_DLQ], from_beginning=True)
+    try:
+        letters: list = []
+        deadline = time.monotonic() + 20
+        while len(letters) < len(bad) and time.monotonic() < deadline:
+            letters += [r.event for r in dlq.poll(0.5)]
+    finally:
+        dlq.close()
+    by_key = {d.key: d for d in letters}
+    assert set(by_key) == set(bad)
+    assert all(d.source_topic == IND and d.offset is not None for d in letters)
+    assert "not JSON" in by_key["json"].reason
+    assert "does not belong" in by_key["schema"].reason
+    assert "camera_id" in by_key["field"].reason
+    assert "not UTF-8" in by_key["utf8"].reason
+    assert len(by_key["huge"].payload) == schemas.MAX_DLQ_PAYLOAD
+    assert "null" in by_key["null"].reason
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "garbage-bytes" not in logged and "xxxxxxxx" not in logged  # payloads never logged
+    assert f"{IND}[" in logged and "@" in logged
+
+
+def test_a_record_too_large_for_the_producer_fails_once_loudly(bus, caplog):
+    caplog.set_level(logging.ERROR, logger="streamer.kafka_bus")
+    bus.publish_raw(IND, b"x" * 2_000_000, key="cam0")
+    bus.publish(IND, indicator(1))
+    assert bus.flush(20)
+    s = bus.stats()
+    assert (s.failed, s.sent) == (1, 1)
+    assert any("refused a record for good" in r.getMessage() for r in caplog.records)
+
+
+# -- faults ------------------------------------------------------------------------------------
+def test_broker_down_at_start_publish_does_not_block_and_delivers_later(unique_name, tmp_path):
+    port = free_port()
+    bus = KafkaBus(f"127.0.0.1:{port}", namespace=unique_name)
+    broker = EmbeddedBroker(port=port, log_file=tmp_path / "tansu.log")
+    try:
+        t = time.monotonic()
+        for i in range(50):
+            bus.publish(IND, indicator(i))
+        assert time.monotonic() - t < 1.0  # never waits on the broker
+        time.sleep(0.5)
+        s = bus.stats()
+        assert (s.sent, s.buffered, s.dropped) == (0, 50, 0)
+        assert not bus.flush(0.2)
+        broker.start()
+        assert bus.flush(30)
+        assert bus.stats().sent == 50
+        sub = bus.subscribe([IND], from_beginning=True)
+        try:
+            assert set(collect([sub], {f"e-{i}" for i in range(50)}, 20)) == {f"e-{i}" for i in range(50)}
+        finally:
+            sub.close()
+    finally:
+        bus.close(5)
+        broker.stop()
+
+
+def test_outbox_full_drops_oldest_counts_and_says_so(unique_name, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="streamer.kafka_bus")
+    port = free_port()
+    before = counter("imminence_bus_dropped_total", topic=IND)
+    bus = KafkaBus(f"127.0.0.1:{port}", namespace=unique_name, outbox_size=10)
+    broker = EmbeddedBroker(port=port, log_file=tmp_path / "tansu.log")
+    try:
+        for i in range(25):
+            bus.publish(IND, indicator(i))
+        s = bus.stats()
+        assert (s.dropped, s.buffered, s.sent) == (15, 10, 0)
+        assert counter("imminence_bus_dropped_total", topic=IND) - before == 15
+        assert any("outbox full" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+        broker.start()
+        assert bus.flush(30)
+        sub = bus.subscribe([IND], from_beginning=True)
+        try:
+            newest = {f"e-{i}" for i in range(15, 25)}
+            got = collect([sub], newest, 20)
+            assert set(got) == newest  # the 10 newest survived, the 15 oldest were dropped
+            assert not sub.poll(1.0)
+        finally:
+            sub.close()
+    finally:
+        bus.close(5)
+        broker.stop()
+
+
+PRODUCER_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from tests.test_kafka_bus import indicator
+    from streamer.kafka_bus import KafkaBus, install_sigterm_flush
+    bus = KafkaBus({bootstrap!r}, namespace={ns!r})
+    install_sigterm_flush(bus, timeout=30)
+    for i in range({n}):
+        bus.publish("imminence.indicators", indicator(i))
+    print("published", bus.stats().buffered, flush=True)
+    time.sleep(60)
+    print("not terminated", flush=True)
+""")
+
+
+def test_sigterm_after_sending_many_delivers_all(kafka_bootstrap, unique_name, bus):
+    n = 3000
+    script = PRODUCER_SCRIPT.format(root=str(ROOT), bootstrap=kafka_bootstrap, ns=unique_name, n=n)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("published"), proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    sub = bus.subscribe([IND], from_beginning=True)
+    try:
+        want = {f"e-{i}" for i in range(n)}
+        assert set(collect([sub], want, 30)) == want
+    finally:
+        sub.close()
+
+
+@pytest.mark.slow
+def test_broker_killed_and_restarted_on_s3_loses_nothing(s3_broker, unique_name):
+    group = f"{unique_name}-g"
+    bus = KafkaBus(s3_broker.bootstrap, namespace=unique_name)
+    try:
+        first = [indicator(i, tag="a") for i in range(50)]
+        sub = bus.subscribe([IND], group=group, from_beginning=True)
+        try:
+            for e in first:
+                bus.publish(IND, e)
+            assert bus.flush(20)
+            assert set(collect([sub], {e.event_id for e in first})) == {e.event_id for e in first}
+            sub.commit()
+            tps = [TopicPartition(bus.wire(IND), p) for p in range(3)]
+            committed = {tp: sub.consumer.committed(tp) for tp in tps}
+            assert sum(v or 0 for v in committed.values()) == 50
+        finally:
+            sub.close()
+
+        second = [indicator(i, tag="b") for i in range(300)]
+        slowest = 0.0
+        for i, e in enumerate(second):
+            if i == 100:
+                s3_broker.kill()  # kill -9 while records are in flight
+            if i == 250:
+                s3_broker.start()
+            t = time.monotonic()
+            bus.publish(IND, e)
+            slowest = max(slowest, time.monotonic() - t)
+            time.sleep(0.005)
+        assert slowest < 0.05  # the publisher never waited on the dead broker
+        assert bus.flush(60), bus.stats()
+        assert bus.stats().dropped == 0
+
+        sub2 = bus.subscribe([IND], group=group, from_beginning=False)
+        try:
+            got = collect([sub2], {e.event_id for e in second}, 60)
+            assert set(got) == {e.event_id for e in second}
+            assert not any(eid.startswith("a-") for eid in got)  # committed offsets survived the crash
+            assert {tp: sub2.consumer.committed(tp) for tp in tps} == committed
+        finally:
+            sub2.close()
+    finally:
+        bus.close(5)
+
+
+def test_tls_through_a_terminating_proxy(tls_proxy, unique_name):
+    cfg = BusConfig(bootstrap=tls_proxy["bootstrap"], namespace=unique_name, security_protocol="SSL",
+                    ssl_cafile=tls_proxy["cafile"])
+    bus = KafkaBus(cfg)
+    try:
+        events = [indicator(i) for i in range(10)]
+        for e in events:
+            bus.publish(IND, e)
+        assert bus.flush(30), bus.stats()
+        sub = bus.subscribe([IND], from_beginning=True)
+        try:
+            assert set(collect([sub], {e.event_id for e in events}, 20)) == {e.event_id for e in events}
+        finally:
+            sub.close()
+    finally:
+        bus.close(5)
+    # The proxy really speaks TLS: a plaintext client gets nothing through it.
+    plain = KafkaBus(BusConfig(bootstrap=tls_proxy["bootstrap"], namespace=unique_name), create_topics=False)
+    try:
+        plain.publish(IND, indicator(99))
+        assert not plain.flush(3)
+        assert plain.stats().sent == 0
+    finally:
+        plain.close(0.1)
