@@ -70,7 +70,8 @@ class DetectionServer:
         self._thread: Optional[threading.Thread] = None
         self._stopping = threading.Event()
         self.stats = BatchStats()
-        self.version = f"batched({getattr(detector, 'version', type(detector).__name__)})"
+        self.name = f"batched-{getattr(detector, 'name', type(detector).__name__)}"
+        self.version = str(getattr(detector, "version", "unknown"))
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "DetectionServer":
@@ -167,6 +168,7 @@ class BatchedClient:
     def __init__(self, server: DetectionServer, camera_id: str) -> None:
         self.server = server
         self.camera_id = camera_id
+        self.name = server.name
         self.version = server.version
         self.names = getattr(server.detector, "names", None)
 

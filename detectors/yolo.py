@@ -112,6 +112,8 @@ class YOLODetector:
     features that use them are zero, which the classifiers were trained with too.
     """
 
+    name = "yolo"
+
     def __init__(self, weights: str | Path, imgsz: int = 320, conf: float = 0.25, iou: float = 0.5,
                  device: Optional[str] = None, required: Iterable[str] = REQUIRED_CLASSES) -> None:
         self.path = Path(weights)
@@ -125,7 +127,7 @@ class YOLODetector:
         self.conf = float(conf)
         self.iou = float(iou)
         self.device = device or default_device()
-        self.version = f"yolo:{self.path.name}:{file_digest(self.path)}"
+        self.version = f"{self.path.name}:{file_digest(self.path)}:{self.imgsz}"
 
     @classmethod
     def from_config(cls, cfg: Any) -> "YOLODetector":

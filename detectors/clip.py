@@ -1,0 +1,72 @@
+"""Analyse a finite run of frames (an uploaded clip) through the same path a camera worker runs.
+
+:func:`analyze_frames` builds one :class:`detectors.analyzer.ClipAnalyzer` for the
+upload (its own detector state, tracker and GMCP window, as a camera would have),
+feeds every frame, cuts clips every ``clip_seconds`` of stream time and returns
+one :class:`ClipAnalysis` per clip: detections, ``camera:track`` ids, concept
+scores and the GMCP label. With ``key_frames=N`` each clip keeps up to N frames
+(the ones with the most detections, in time order) with their boxes, for display;
+workers never ask for them, so frames are never published.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from detectors.types import ClipAnalysis, Detection
+
+
+def _pick(cands: list[tuple[int, np.ndarray, list[Detection]]], n: int) -> list[tuple[int, np.ndarray, list[Detection]]]:
+    if n <= 0 or not cands:
+        return []
+    best = sorted(range(len(cands)), key=lambda i: (-len(cands[i][2]), i))[:n]
+    return [cands[i] for i in sorted(best)]
+
+
+def analyze_frames(frames: Iterable[np.ndarray], cfg: Any, fps: float, *, clip_seconds: float = 2.0,
+                   camera_id: str = "upload", key_frames: int = 0, analyzer: Any = None,
+                   detector: Any = None) -> list[ClipAnalysis]:
+    """One ClipAnalysis per ``clip_seconds`` of ``frames`` (BGR arrays at ``fps``)."""
+    from detectors.analyzer import ClipAnalyzer
+
+    if not fps > 0 or not clip_seconds > 0:
+        raise ValueError(f"fps and clip_seconds must be positive (got {fps!r}, {clip_seconds!r})")
+    an = analyzer or ClipAnalyzer(cfg, camera_id, fps, detector=detector)
+    out: list[ClipAnalysis] = []
+    clip_index = 0
+    cands: list[tuple[int, np.ndarray, list[Detection]]] = []
+    seen = 0
+
+    def close() -> None:
+        ca = an.end_clip(clip_index)
+        ca.key_frames = _pick(cands, key_frames)
+        out.append(ca)
+
+    for i, frame in enumerate(frames):
+        t = i / fps
+        idx = int(t // clip_seconds)
+        if idx != clip_index:
+            close()
+            cands = []
+            clip_index = idx
+        fa = an.process(frame, i, t)
+        seen += 1
+        if key_frames > 0:
+            cands.append((i, frame.copy(), [Detection(d.xyxy, d.cls, d.score, d.track_id) for d in fa.detections]))
+            if len(cands) > 4 * key_frames:  # bound memory: keep the best candidates so far
+                cands = _pick(cands, 2 * key_frames)
+    if seen == 0:
+        raise ValueError("no frames to analyse")
+    close()
+    return out
+
+
+def analyze_clip(frames: Iterable[np.ndarray], cfg: Any, fps: float, *, camera_id: str = "upload",
+                 key_frames: int = 3, detector: Optional[Any] = None) -> ClipAnalysis:
+    """All ``frames`` as a single clip (no cut), with up to ``key_frames`` key frames and their boxes."""
+    frames = list(frames)
+    if not frames:
+        raise ValueError("no frames to analyse")
+    return analyze_frames(frames, cfg, fps, clip_seconds=len(frames) / fps + 1.0, camera_id=camera_id,
+                          key_frames=key_frames, detector=detector)[0]

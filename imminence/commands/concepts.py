@@ -1,0 +1,240 @@
+"""`imminence concepts train|evaluate`: concept classifiers and co-occurrence from labelled clips.
+
+    imminence concepts train DATASET --out artifacts/concepts [--weights detectors/models/scene-yolov8n-320.pt]
+    imminence concepts evaluate HELDOUT --model artifacts/concepts/concepts.json \\
+        --cooccurrence artifacts/concepts/cooccurrence.json [--out artifacts/concepts/eval]
+
+Both read a replayable dataset with ground truth (``streamer.dataset``), decode
+every video with OpenCV at its analysis rate, and run each camera through a
+:class:`detectors.analyzer.ClipAnalyzer` exactly as a worker does (detector,
+per-camera tracker, clip features, and for ``evaluate`` the concept scores and
+the GMCP window). Clips are cut every ``clip_seconds`` of the ground truth.
+
+``train`` fits one binary classifier per concept on the clip features and learns
+the co-occurrence matrix P(b | a) from the ground-truth label sequences; it writes
+``concepts.json`` and ``cooccurrence.json`` (plain JSON, no pickle).
+``evaluate`` prints per-concept and average accuracy of the GMCP labels against
+the per-clip arg-max on those (held-out) clips and writes the confusion matrices
+as PNG and the figures as ``evaluation.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VideoClips:
+    """One camera's clips: features, truth, and (when a model ran) labels and scores."""
+
+    camera_id: str
+    features: list[np.ndarray] = field(default_factory=list)
+    truth: list[str] = field(default_factory=list)
+    labels: list[Optional[str]] = field(default_factory=list)
+    methods: list[Optional[str]] = field(default_factory=list)
+    scores: list[dict[str, float]] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+
+
+def detectors_config(config: Optional[str], weights: Optional[str], imgsz: int, concepts_model: Optional[str] = None,
+                     cooccurrence: Optional[str] = None) -> Any:
+    """The detectors section: from an imminence config file if given, with command-line overrides."""
+    from detectors.config import DetectorsConfig, YOLODetectorConfig
+
+    if config:
+        from imminence.config import load_config
+
+        cfg = load_config(config)[0].detectors.model_copy(deep=True)
+    else:
+        cfg = DetectorsConfig()
+    if weights:
+        cfg.detector = YOLODetectorConfig(weights=weights, imgsz=imgsz)
+    if concepts_model is not None:
+        cfg.concepts.model = concepts_model
+    if cooccurrence is not None:
+        cfg.gmcp.cooccurrence = cooccurrence
+    return cfg
+
+
+def analyse_dataset(root: str | Path, cfg: Any, *, max_seconds: Optional[float] = None,
+                    progress: bool = True, detector_factory: Optional[Callable[[], Any]] = None) -> list[VideoClips]:
+    """Run every video of a dataset through a ClipAnalyzer per camera; one VideoClips per video."""
+    import cv2
+    from tqdm import tqdm
+
+    from detectors.analyzer import ClipAnalyzer
+    from streamer.dataset import Dataset, DatasetError
+
+    ds = Dataset(root)
+    out: list[VideoClips] = []
+    for entry in ds.videos:
+        gt = ds.ground_truth(entry)
+        if gt is None or not gt.clips:
+            raise DatasetError(f"{ds.root}: video {entry.file!r} has no ground-truth clips to learn from")
+        truth_by_index = {c.index: c.concept for c in gt.clips}
+        cap = cv2.VideoCapture(str(ds.video_path(entry)))
+        if not cap.isOpened():
+            raise DatasetError(f"{ds.video_path(entry)}: OpenCV cannot open the video")
+        vfps = cap.get(cv2.CAP_PROP_FPS) or gt.fps
+        afps = min(entry.fps or vfps, vfps)
+        step = vfps / afps
+        n_total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        analyzer = ClipAnalyzer(cfg, entry.camera_id, afps,
+                                detector=detector_factory() if detector_factory else None)
+        vc = VideoClips(camera_id=entry.camera_id)
+        clip_index, next_sample, i = 0, 0.0, 0
+        bar = tqdm(total=n_total, desc=entry.camera_id, unit="frame", disable=not progress, leave=False)
+
+        def close_clip(index: int) -> None:
+            ca = analyzer.end_clip(index)
+            if ca.frames == 0 or index not in truth_by_index:
+                return
+            vc.features.append(analyzer.last_features)
+            vc.truth.append(truth_by_index[index])
+            vc.labels.append(ca.concept.label if ca.concept else None)
+            vc.methods.append(ca.concept.method if ca.concept else None)
+            vc.scores.append(dict(ca.concept.scores) if ca.concept else {})
+
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            t = i / vfps
+            if max_seconds is not None and t >= max_seconds:
+                break
+            idx = int(t // gt.clip_seconds)
+            if idx != clip_index:
+                close_clip(clip_index)
+                clip_index = idx
+            if i >= next_sample - 1e-6:
+                analyzer.process(frame, i, t)
+                vc.frames += 1
+                next_sample += step
+            i += 1
+            bar.update(1)
+        bar.close()
+        cap.release()
+        close_clip(clip_index)
+        vc.seconds = i / vfps
+        out.append(vc)
+        log.info("%s: %d clips from %d analysed frames", entry.camera_id, len(vc.truth), vc.frames)
+    return out
+
+
+def concept_vocabulary() -> list[str]:
+    from streamer.schemas import CONCEPTS
+
+    return list(CONCEPTS)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("concepts", help="crime-indicator concept classifiers: train and evaluate",
+                              description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="concepts_command", metavar="ACTION", required=True)
+    for name, func, helptext in (("train", run_train, "train per-concept classifiers and co-occurrence"),
+                                 ("evaluate", run_evaluate, "GMCP vs arg-max accuracy on held-out clips")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("dataset", help="dataset folder with ground truth (manifest.json)")
+        s.add_argument("--config", default=None, help="imminence YAML whose detectors section to use")
+        s.add_argument("--weights", default=None, help="YOLO weights (overrides the config's detector)")
+        s.add_argument("--imgsz", type=int, default=320, help="YOLO input size with --weights (default 320)")
+        s.add_argument("--max-seconds", type=float, default=None, help="analyse only the first S seconds per video")
+        s.add_argument("--out", default=None, help="output folder (train: artifacts/concepts; "
+                                                    "evaluate: beside the model)")
+        s.set_defaults(func=func)
+        if name == "train":
+            s.add_argument("--window", type=int, default=8, help="GMCP window h the co-occurrence counts (default 8)")
+            s.add_argument("--C", type=float, default=0.5, help="inverse L2 strength of the classifiers")
+        else:
+            s.add_argument("--model", required=True, help="concepts.json written by `concepts train`")
+            s.add_argument("--cooccurrence", default=None,
+                           help="cooccurrence.json (default: beside --model)")
+            s.add_argument("--h", type=int, default=None, help="GMCP window (default: the config's, 8)")
+
+
+def _fail(cmd: str, exc: Exception) -> int:
+    print(f"imminence concepts {cmd}: {exc}", file=sys.stderr)
+    return 1
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from detectors.concepts.classifiers import ConceptModelError, train_concept_model
+    from detectors.cooccurrence import learn_cooccurrence, save_matrices
+    from detectors.yolo import DetectorError
+    from streamer.dataset import DatasetError
+
+    out = Path(args.out or "artifacts/concepts")
+    concepts = concept_vocabulary()
+    try:
+        cfg = detectors_config(args.config, args.weights, args.imgsz)
+        cfg.concepts.model = None  # training needs features only
+        videos = analyse_dataset(args.dataset, cfg, max_seconds=args.max_seconds)
+        X = np.array([f for v in videos for f in v.features])
+        y = [c for v in videos for c in v.truth]
+        model = train_concept_model(X, y, concepts, C=args.C,
+                                    meta={"dataset": str(args.dataset), "detector": cfg.detector.type})
+        cooc = learn_cooccurrence([v.truth for v in videos], concepts, window=max(2, args.window))
+    except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
+        return _fail("train", exc)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "concepts.json")
+    save_matrices(out / "cooccurrence.json", {"default": cooc})
+    counts = {c: y.count(c) for c in concepts if y.count(c)}
+    print(f"trained on {len(y)} clips from {len(videos)} videos: {counts}")
+    print(f"wrote {out / 'concepts.json'} and {out / 'cooccurrence.json'}")
+    return 0
+
+
+def evaluate_videos(videos: list[VideoClips], concepts: list[str]) -> dict:
+    """Accuracy of the analyzer's labels (GMCP path) and of the per-clip arg-max, over all clips."""
+    from detectors.evaluate import score_labels
+
+    index = {c: i for i, c in enumerate(concepts)}
+    truth = [index[t] for v in videos for t in v.truth]
+    gm = [index[lab] for v in videos for lab in v.labels]
+    am = [int(np.argmax([s[c] for c in concepts])) for v in videos for s in v.scores]
+    return {"gmcp": score_labels("gmcp", truth, gm, concepts), "argmax": score_labels("argmax", truth, am, concepts)}
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from detectors.concepts.classifiers import ConceptModel, ConceptModelError
+    from detectors.evaluate import format_table, plot_confusion
+    from detectors.yolo import DetectorError
+    from streamer.dataset import DatasetError
+
+    model_path = Path(args.model)
+    cooc = Path(args.cooccurrence) if args.cooccurrence else model_path.with_name("cooccurrence.json")
+    out = Path(args.out) if args.out else model_path.parent / "evaluation"
+    try:
+        model = ConceptModel.load(model_path)
+        cfg = detectors_config(args.config, args.weights, args.imgsz, concepts_model=str(model_path),
+                               cooccurrence=str(cooc))
+        if args.h:
+            cfg.gmcp.window = args.h
+        videos = analyse_dataset(args.dataset, cfg, max_seconds=args.max_seconds)
+    except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
+        return _fail("evaluate", exc)
+    results = evaluate_videos(videos, model.concepts)
+    methods: dict[str, int] = {}
+    for v in videos:
+        for m in v.methods:
+            methods[m or "none"] = methods.get(m or "none", 0) + 1
+    print(f"held-out clips: {sum(len(v.truth) for v in videos)} from {len(videos)} videos; "
+          f"GMCP window h={cfg.gmcp.window}; labels by method: {methods}")
+    print(format_table(results, model.concepts))
+    out.mkdir(parents=True, exist_ok=True)
+    for name, ms in results.items():
+        print(f"confusion matrix ({name}): {plot_confusion(ms, model.concepts, out / f'confusion-{name}.png')}")
+    (out / "evaluation.json").write_text(json.dumps({k: v.to_dict() for k, v in results.items()} |
+                                                    {"methods": methods, "h": cfg.gmcp.window}, indent=1))
+    return 0

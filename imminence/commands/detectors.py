@@ -1,0 +1,77 @@
+"""`imminence detectors train`: train a YOLO detector offline on a scene dataset (or any YOLO dataset).
+
+    imminence detectors train DATASET --model yolov8n.yaml --epochs 30 --imgsz 320 --out artifacts/yolo
+
+DATASET is a replayable dataset folder with ground-truth boxes (the scene
+generator's output): it is first exported to ultralytics' YOLO layout
+(``streamer.scene.yolo_export``) under OUT/yolo-data. A YOLO ``data.yaml`` may be
+given instead and is used as is. Training starts from the model YAML, never from
+pretrained weights, and nothing is downloaded. Prints the checkpoint path and
+the validation mAP50 / mAP50-95 (also written to OUT/<model>-<imgsz>.metrics.json).
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("detectors", help="detector models: train a YOLO detector offline",
+                              description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="detectors_command", metavar="ACTION", required=True)
+    t = sub.add_parser("train", help="train YOLO from a model YAML on a scene dataset",
+                       description=__doc__.split("\n\n")[2])
+    t.add_argument("dataset", help="dataset folder (manifest.json + ground truth) or a YOLO data.yaml")
+    t.add_argument("--model", default="yolov8n.yaml", help="model YAML to build from (default yolov8n.yaml)")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--imgsz", type=int, default=320, help="training and validation input size (default 320)")
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--out", default="artifacts/yolo", help="output folder (default artifacts/yolo)")
+    t.add_argument("--val-share", type=float, default=0.2,
+                   help="share of the exported frames kept for validation (default 0.2)")
+    t.add_argument("--every", type=int, default=5, help="export every N-th annotated frame (default 5)")
+    t.add_argument("--device", default=None, help="cuda:0 / cpu (default: the GPU when present)")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=run_train)
+
+
+def _export(dataset: Path, out: Path, val_share: float, every: int) -> Path:
+    from streamer.scene.yolo_export import export_yolo
+
+    params = inspect.signature(export_yolo).parameters
+    kwargs = {}
+    for name, value in (("val_share", val_share), ("val_fraction", val_share), ("every", every),
+                        ("frame_step", every), ("stride", every)):
+        if name in params:
+            kwargs[name] = value
+    res = export_yolo(dataset, out, **kwargs)
+    for cand in (res if isinstance(res, (str, Path)) else None, out / "data.yaml", out / "dataset.yaml"):
+        if cand is not None and Path(cand).is_file():
+            return Path(cand)
+    raise FileNotFoundError(f"export to {out} wrote no data.yaml")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from detectors.train_yolo import train_yolo
+    from detectors.yolo import DetectorError
+    from streamer.dataset import DatasetError
+
+    src = Path(args.dataset)
+    out = Path(args.out)
+    try:
+        if src.is_file() and src.suffix in (".yaml", ".yml"):
+            data_yaml = src
+        else:
+            print(f"exporting {src} to YOLO format under {out / 'yolo-data'}", file=sys.stderr)
+            data_yaml = _export(src, out / "yolo-data", args.val_share, args.every)
+        res = train_yolo(data_yaml, out, model=args.model, epochs=args.epochs, imgsz=args.imgsz,
+                         batch=args.batch, device=args.device, seed=args.seed)
+    except (DetectorError, DatasetError, FileNotFoundError, ValueError) as exc:
+        print(f"imminence detectors train: {exc}", file=sys.stderr)
+        return 1
+    print(f"checkpoint: {res.checkpoint}")
+    print(f"val mAP50: {res.map50:.3f}  mAP50-95: {res.map50_95:.3f}  ({res.epochs} epochs, imgsz {res.imgsz}, "
+          f"classes {res.classes})")
+    return 0
