@@ -375,6 +375,16 @@ class ANFIS:
             return np.zeros(0)
         return self._predict_scaled(self._scale(X))
 
+    def strengths(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised firing strengths and consequent outputs, both (n, rules), for many rows.
+
+        The prediction of row j is ``(strengths * outputs)[j].sum()``; this is
+        :meth:`explain` vectorised, for services that explain every score.
+        """
+        self._require_fitted()
+        Xs = self._scale(self._check_X(X, "X"))
+        return self._normalised_firing(Xs), self._rule_outputs(Xs)
+
     def mf_label(self, i: int, k: int) -> str:
         """Linguistic label of MF k of input i: by rank for a grid partition, else by its centre."""
         centres = self.centres[i]
@@ -383,12 +393,15 @@ class ANFIS:
             return names[int(np.argsort(np.argsort(centres, kind="stable"))[k])]
         return _label_of(float(centres[k]))
 
-    def rule_text(self, r: int) -> str:
+    def rule_text(self, r: int, consequent: bool = True) -> str:
+        """Rule r in words; without ``consequent`` only 'IF ... THEN output' (the value is per input)."""
         parts = []
         for i, name in enumerate(self.input_names):
             k = int(self.rule_mfs[r, i])
             c = self.centres[i][k] * self.x_range[i] + self.x_min[i]
             parts.append(f"{name} is {self.mf_label(i, k)} (~{c:.3g})")
+        if not consequent:
+            return f"IF {' AND '.join(parts)} THEN {self.output_name}"
         th = self.consequents[r]
         lin = " + ".join(f"{th[i]:.3g}*{n}" for i, n in enumerate(self.input_names))
         return f"IF {' AND '.join(parts)} THEN {self.output_name} = {lin} + {th[-1]:.3g} (scaled inputs)"

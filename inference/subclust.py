@@ -54,6 +54,7 @@ def subtractive_clustering(X: np.ndarray, radii: float | Sequence[float] = 0.5, 
     for s in range(0, n, _BLOCK):
         potential[s:s + _BLOCK] = np.exp(-4.0 * _sq_dist(A[s:s + _BLOCK], A)).sum(1)
 
+    b2 = (B * B).sum(1)
     centres: list[int] = []
     first = float(potential.max())
     while len(centres) < max_centres:
@@ -70,6 +71,7 @@ def subtractive_clustering(X: np.ndarray, radii: float | Sequence[float] = 0.5, 
                 potential[k] = 0.0  # rejected; try the next most potent point
                 continue
         centres.append(k)
-        potential -= pk * np.exp(-4.0 * _sq_dist(B, B[k:k + 1])[:, 0])
+        d2 = np.maximum(b2 + b2[k] - 2.0 * (B @ B[k]), 0.0)
+        potential -= pk * np.exp(-4.0 * d2)
         potential[k] = 0.0
     return X[centres].copy()

@@ -1,0 +1,301 @@
+"""The scoring service: indicator events in, per-cell crime imminence out.
+
+A consumer-group member on ``imminence.indicators`` (through :class:`streamer.bus.Bus`:
+Kafka in production, the in-memory bus in unit tests).  Each polled event is
+checked (known cell, clock not far in the future, not a duplicate) and counted
+in its cell's event-time windows (:mod:`inference.windows`).  Every
+``emit_interval_s`` the changed windows are scored by the four crime models
+and published as :class:`~streamer.schemas.CellImminence` to ``imminence.cells``
+(key: cell id), then the producer is flushed and only then are the consumed
+offsets committed.
+
+Delivery, restarts and duplicates:
+
+* Every message of a window carries the window's *full* aggregate (not a
+  delta) and ``message_id = cell|window_start|revision``; downstream keeps the
+  highest revision per (cell, window).
+* Offsets are committed after the outputs are published, so a crash loses
+  nothing: uncommitted events are delivered again.  Those redelivered events
+  may belong to windows the previous instance already published; at start-up
+  the service therefore rebuilds the open windows from the last message per
+  (cell, window) on ``imminence.cells`` (their ``event_ids``), and a redelivered
+  event already in a window's ids is a duplicate, not a second count.  This needs
+  every id of a window in its message (``max_event_ids``, default 5000 per window;
+  beyond that a restart may count a redelivered event twice, and a warning is logged).
+* Several instances share the partitions through the consumer group.  Events
+  are keyed by camera, so a cell watched by cameras on partitions owned by
+  different instances is aggregated by each of them separately; each publishes
+  its own partial aggregate under the same message ids.  Run one instance per
+  group, or one camera per cell, when exact per-cell counts matter.
+* SIGTERM (``stop()``): the current batch is finished, every changed window
+  published, the producer flushed, offsets committed, then the service exits.
+
+Skips are counted (``stats()`` and Prometheus counters) and logged at most once
+per ``_LOG_EVERY_S`` per reason: events with no cell or a cell outside the
+grid, events stamped more than ``max_future_s`` ahead of the wall clock, and
+events whose windows are closed (too late).  Malformed messages never get
+here: the bus dead-letters them to ``imminence.dlq``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from datetime import datetime, timezone
+from typing import Callable, Mapping, Optional
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from inference.config import ScoringConfig
+from inference.crime_models import CrimeModel, score_rows
+from inference.windows import Outcome, WindowAggregator, WindowState
+from streamer.bus import Bus, Received, Subscription
+from streamer.schemas import (CRIME_TYPES, TOPIC_CELLS, TOPIC_INDICATORS, CellImminence, IndicatorEvent,
+                              RuleFiring, utcnow)
+
+log = logging.getLogger(__name__)
+
+EVENTS = Counter("imminence_scoring_events_total", "Indicator events read by the scoring service, by outcome",
+                 ["outcome"])
+CELLS_PUBLISHED = Counter("imminence_scoring_cells_published_total", "CellImminence messages published")
+OPEN_WINDOWS = Gauge("imminence_scoring_open_windows", "(cell, window) aggregates held in memory")
+LAG = Histogram("imminence_scoring_lag_seconds", "Event publication to cell update publication",
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
+
+_LOG_EVERY_S = 10.0
+_OUTCOMES = ("in", "added", "late", "too_late", "duplicate", "unknown_cell", "future", "no_concept")
+
+
+def _iso(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+class ScoringService:
+    """Aggregate indicator events per (cell, window), score them, publish CellImminence.
+
+    ``cells`` is the set of valid cell ids (the grid's); None accepts any cell id.
+    ``clock`` gives wall-clock Unix seconds (replaceable in tests).
+    """
+
+    def __init__(self, bus: Bus, models: Mapping[str, CrimeModel], cfg: Optional[ScoringConfig] = None, *,
+                 cells: Optional[set[str]] = None, topic_in: str = TOPIC_INDICATORS,
+                 topic_out: str = TOPIC_CELLS, clock: Callable[[], float] = time.time,
+                 client_id: Optional[str] = None) -> None:
+        missing = [c for c in CRIME_TYPES if c not in models]
+        if missing:
+            raise ValueError(f"models missing for crime type(s) {missing}")
+        self.bus = bus
+        self.models = dict(models)
+        self.cfg = cfg or ScoringConfig()
+        self.cells = cells
+        self.topic_in = topic_in
+        self.topic_out = topic_out
+        self.clock = clock
+        self.client_id = client_id
+        self.agg = WindowAggregator(self.cfg.window_s, self.cfg.slide_s, self.cfg.allowed_lateness_s)
+        self._recent: OrderedDict[str, None] = OrderedDict()  # bounded memory of ids, to count duplicates
+        self._stop = threading.Event()
+        self._sub: Optional[Subscription] = None
+        self._last_emit = 0.0
+        self._last_log: dict[str, float] = {}
+        self._counts = {k: 0 for k in _OUTCOMES}
+        self._published = 0
+        self._restored = 0
+        self._commits = 0
+        self._lags: list[float] = []
+        self.model_versions = {c: m.version for c, m in self.models.items()}
+        for crime, m in self.models.items():
+            if abs(m.window_s - self.cfg.window_s) > 1e-9:
+                log.warning("the %s model was trained on %g s windows, the service uses %g s: counts differ in scale",
+                            crime, m.window_s, self.cfg.window_s)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to finish its batch, publish, commit and return (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def restore(self) -> int:
+        """Rebuild open windows from the last message per (cell, window) on the output topic."""
+        horizon = self.clock() - self.cfg.restore_horizon_s
+        latest: dict[tuple[str, float], CellImminence] = {}
+        sub = self.bus.subscribe([self.topic_out], None, from_beginning=True, client_id=self.client_id)
+        try:
+            idle_since = time.monotonic()
+            while time.monotonic() - idle_since < self.cfg.restore_idle_s:
+                recs = sub.poll(timeout=0.5, max_records=2000)
+                if recs:
+                    idle_since = time.monotonic()
+                for r in recs:
+                    m = r.event
+                    if not isinstance(m, CellImminence) or m.produced_at.timestamp() < horizon:
+                        continue
+                    key = (m.cell_id, m.window_start.timestamp())
+                    if key not in latest or latest[key].revision < m.revision:
+                        latest[key] = m
+        finally:
+            sub.close()
+        n = 0
+        for (cell, start), m in latest.items():
+            if m.events > len(m.event_ids):
+                log.warning("window %s of cell %s holds %d events but only %d ids: redelivered events beyond "
+                            "those may count twice", m.window_start.isoformat(), cell, m.events, len(m.event_ids))
+            if self.agg.restore(cell, start, m.window_end.timestamp(), m.revision, m.event_ids,
+                                m.concept_counts, m.cameras):
+                n += 1
+        self._restored = n
+        log.info("restored %d open window(s) from %s", n, self.topic_out)
+        return n
+
+    def open(self) -> Subscription:
+        if self.cfg.restore:
+            self.restore()
+        self._sub = self.bus.subscribe([self.topic_in], self.cfg.group, from_beginning=True,
+                                       client_id=self.client_id)
+        return self._sub
+
+    def run(self, *, idle_exit_s: Optional[float] = None, poll_timeout_s: float = 0.2) -> dict:
+        """Consume until :meth:`stop` (or ``idle_exit_s`` without a record); returns :meth:`stats`."""
+        sub = self._sub or self.open()
+        idle_since = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                recs = sub.poll(timeout=poll_timeout_s, max_records=self.cfg.max_poll_records)
+                if recs:
+                    idle_since = time.monotonic()
+                    self.process(recs)
+                if time.monotonic() - self._last_emit >= self.cfg.emit_interval_s or self._stop.is_set():
+                    self.emit()
+                if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
+                    break
+            self.emit()
+        finally:
+            sub.close()
+            self._sub = None
+        log.info("scoring stopped: %s", self.stats())
+        return self.stats()
+
+    # -- processing ---------------------------------------------------------------------------
+    def _count(self, outcome: str, msg: Optional[str] = None, *args: object) -> None:
+        self._counts[outcome] += 1
+        EVENTS.labels(outcome).inc()
+        if msg is not None:
+            now = time.monotonic()
+            if now - self._last_log.get(outcome, -1e9) >= _LOG_EVERY_S:
+                self._last_log[outcome] = now
+                log.warning(msg + " (%d so far)", *args, self._counts[outcome])
+
+    def _remember(self, event_id: str) -> bool:
+        """True when the id was seen recently (a duplicate); keeps at most dedupe_size ids."""
+        if event_id in self._recent:
+            self._recent.move_to_end(event_id)
+            return True
+        self._recent[event_id] = None
+        if len(self._recent) > self.cfg.dedupe_size:
+            self._recent.popitem(last=False)
+        return False
+
+    def process(self, records: list[Received]) -> None:
+        """Count a batch of records into the windows (publishing happens in :meth:`emit`)."""
+        now = self.clock()
+        for r in records:
+            ev = r.event
+            if not isinstance(ev, IndicatorEvent):
+                continue
+            self._count("in")
+            if ev.cell_id is None or (self.cells is not None and ev.cell_id not in self.cells):
+                self._count("unknown_cell", "skipped event %s of camera %s: cell %r is not in the grid",
+                            ev.event_id, ev.camera_id, ev.cell_id)
+                continue
+            t = ev.clip_start.timestamp()
+            if t > now + self.cfg.max_future_s:
+                self._count("future", "skipped event %s of camera %s: stamped %s, %.0f s ahead of the clock",
+                            ev.event_id, ev.camera_id, ev.clip_start.isoformat(), t - now)
+                continue
+            seen = self._remember(ev.event_id)
+            concept = ev.concept.label if ev.concept is not None else None
+            if concept is None:
+                self._count("no_concept")
+            pub = ev.published_at.timestamp() if ev.published_at is not None else (
+                r.timestamp_ms / 1000.0 if r.timestamp_ms else None)
+            outcome = self.agg.add(ev.event_id, ev.cell_id, t, concept, ev.camera_id, now, pub)
+            if outcome is Outcome.DUPLICATE or (seen and outcome is Outcome.TOO_LATE):
+                self._count("duplicate")
+            elif outcome is Outcome.TOO_LATE:
+                self._count("too_late", "skipped event %s of camera %s at %s: its windows closed (watermark %s)",
+                            ev.event_id, ev.camera_id, ev.clip_start.isoformat(),
+                            _iso(self.agg.watermark).isoformat())
+            else:
+                self._count(outcome.value)
+
+    def emit(self) -> int:
+        """Score and publish every changed window, flush, then commit; returns messages published."""
+        self._last_emit = time.monotonic()
+        final = self.agg.expire()
+        ready = self.agg.dirty() + final
+        if ready:
+            self._publish(ready)
+            if not self.bus.flush(30.0):
+                # not acknowledged: do not commit, the events will be delivered again
+                log.error("publishing %d cell message(s) was not acknowledged; offsets not committed", len(ready))
+                return 0
+        if self._sub is not None:
+            self._sub.commit()
+            self._commits += 1
+        OPEN_WINDOWS.set(len(self.agg.windows))
+        return len(ready)
+
+    def _publish(self, windows: list[WindowState]) -> None:
+        rows = [(w.cell_id, w.start, w.concept_counts) for w in windows]
+        scored = score_rows(self.models, rows, self.cfg.top_rules)
+        produced = utcnow()
+        now = time.time()  # lag is measured on the wall clock, like the events' publication stamps
+        for w, s in zip(windows, scored):
+            w.revision += 1
+            ids = list(w.event_ids)
+            if len(ids) > self.cfg.max_event_ids:
+                log.warning("window %s of cell %s has %d events; only %d ids fit in its message",
+                            _iso(w.start).isoformat(), w.cell_id, len(ids), self.cfg.max_event_ids)
+                ids = ids[-self.cfg.max_event_ids:]
+            ws = _iso(w.start)
+            msg = CellImminence(
+                message_id=f"{w.cell_id}|{ws.isoformat()}|{w.revision}", cell_id=w.cell_id,
+                window_start=ws, window_end=_iso(w.end), revision=w.revision,
+                imminence={c: round(v, 4) for c, v in s["imminence"].items()},
+                flags={c: v > self.cfg.threshold for c, v in s["imminence"].items()},
+                threshold=self.cfg.threshold, events=w.events, cameras=sorted(w.cameras),
+                concept_counts=dict(w.concept_counts), inputs=s["inputs"],
+                top_rules={c: [RuleFiring(rule=t, strength=min(1.0, max(0.0, st)), output=o) for t, st, o in rules]
+                           for c, rules in s["top_rules"].items()},
+                event_ids=ids, produced_at=produced, models=self.model_versions)
+            self.bus.publish(self.topic_out, msg, key=w.cell_id)
+            for p in w.publish_times:
+                lag = max(0.0, now - p)
+                LAG.observe(lag)
+                self._lags.append(lag)
+            if len(self._lags) > 100_000:
+                del self._lags[:50_000]
+            w.publish_times = []
+            w.dirty = False
+            w.first_dirty_at = None
+        self._published += len(windows)
+        CELLS_PUBLISHED.inc(len(windows))
+
+    # -- introspection ------------------------------------------------------------------------
+    def stats(self) -> dict:
+        """Counters of this instance: events by outcome, cells published, windows, commits."""
+        return {"events": dict(self._counts), "cells_published": self._published,
+                "open_windows": len(self.agg.windows), "restored_windows": self._restored,
+                "commits": self._commits,
+                "watermark": _iso(self.agg.watermark).isoformat() if self.agg.watermark > -1e18 else None}
+
+    def lags(self) -> list[float]:
+        """Seconds from each counted event's publication to the publication of its cell update."""
+        return list(self._lags)
+
+    def health(self) -> dict:
+        return {"ok": not self._stop.is_set(), **self.stats()}

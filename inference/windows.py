@@ -1,0 +1,132 @@
+"""Event-time windows per grid cell, with allowed lateness and duplicate-free counts.
+
+Windows are ``window_s`` long and start every ``slide_s`` seconds, aligned to the
+Unix epoch (tumbling when the two are equal); an event at time t belongs to
+every window with ``start <= t < start + window_s``.  The watermark is the
+largest event time seen.  A window is *open* until the watermark passes
+``end + allowed_lateness_s``: a late event (its window already ended) still
+updates an open window, which is then published again as a new revision.  An
+event whose windows are all closed is *too late*: counted and logged, not
+aggregated.
+
+Each window keeps the ids of its events, so an event delivered twice (producer
+retry, consumer redelivery after a restart) is counted once.  The state of a
+window can be rebuilt from the last :class:`~streamer.schemas.CellImminence`
+published for it (:meth:`WindowAggregator.restore`), which is how a restarted
+service avoids counting again the redelivered events of a half-published window.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Iterable, Optional
+
+
+class Outcome(str, Enum):
+    ADDED = "added"  # counted in at least one window, none of them ended yet
+    LATE = "late"  # counted in a window that had ended but is within the allowed lateness
+    TOO_LATE = "too_late"  # every window of the event is closed: not counted
+    DUPLICATE = "duplicate"  # already counted in every open window it belongs to
+
+
+@dataclass
+class WindowState:
+    cell_id: str
+    start: float  # Unix seconds
+    end: float
+    event_ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+    concept_counts: Counter = field(default_factory=Counter)
+    cameras: set[str] = field(default_factory=set)
+    revision: int = -1  # last published revision; -1 = never published
+    dirty: bool = False
+    first_dirty_at: Optional[float] = None  # wall clock of the oldest unpublished change
+    publish_times: list[float] = field(default_factory=list)  # event publication times of unpublished changes
+    restored: bool = False
+
+    @property
+    def events(self) -> int:
+        return len(self.event_ids)
+
+
+class WindowAggregator:
+    """Per-(cell, window) aggregates of indicator events."""
+
+    def __init__(self, window_s: float, slide_s: float, allowed_lateness_s: float) -> None:
+        if window_s <= 0 or slide_s <= 0 or slide_s > window_s:
+            raise ValueError(f"need 0 < slide_s <= window_s, got window_s={window_s}, slide_s={slide_s}")
+        self.window_s = float(window_s)
+        self.slide_s = float(slide_s)
+        self.lateness = float(allowed_lateness_s)
+        self.watermark = -math.inf
+        self.windows: dict[tuple[str, float], WindowState] = {}
+
+    def starts_of(self, t: float) -> list[float]:
+        """Starts of every window holding time t."""
+        first = math.floor((t - self.window_s) / self.slide_s) + 1
+        last = math.floor(t / self.slide_s)
+        return [k * self.slide_s for k in range(first, last + 1)
+                if k * self.slide_s <= t < k * self.slide_s + self.window_s]
+
+    def is_closed(self, start: float) -> bool:
+        return start + self.window_s + self.lateness <= self.watermark
+
+    def add(self, event_id: str, cell_id: str, t: float, concept: Optional[str], camera_id: str,
+            now: float, published_at: Optional[float] = None) -> Outcome:
+        """Count one event in its open windows of its cell; returns what happened to it."""
+        counted = late = False
+        open_any = False
+        for start in self.starts_of(t):
+            if self.is_closed(start):
+                continue
+            open_any = True
+            key = (cell_id, start)
+            w = self.windows.get(key)
+            if w is None:
+                w = self.windows[key] = WindowState(cell_id, start, start + self.window_s)
+            if event_id in w.event_ids:
+                continue
+            w.event_ids[event_id] = None
+            if concept is not None:
+                w.concept_counts[concept] += 1
+            w.cameras.add(camera_id)
+            if not w.dirty:
+                w.dirty = True
+                w.first_dirty_at = now
+            if published_at is not None:
+                w.publish_times.append(published_at)
+            counted = True
+            late = late or w.end <= self.watermark
+        self.watermark = max(self.watermark, t)
+        if not open_any:
+            return Outcome.TOO_LATE
+        if not counted:
+            return Outcome.DUPLICATE
+        return Outcome.LATE if late else Outcome.ADDED
+
+    def dirty(self) -> list[WindowState]:
+        return [w for w in self.windows.values() if w.dirty]
+
+    def expire(self) -> list[WindowState]:
+        """Drop closed windows; returns those among them with unpublished changes (publish them last)."""
+        closed = [k for k, w in self.windows.items() if self.is_closed(w.start)]
+        out = []
+        for k in closed:
+            w = self.windows.pop(k)
+            if w.dirty:
+                out.append(w)
+        return out
+
+    def restore(self, cell_id: str, start: float, end: float, revision: int, event_ids: Iterable[str],
+                concept_counts: dict[str, int], cameras: Iterable[str]) -> bool:
+        """Rebuild a window from its last published state; False when that window is already closed."""
+        if self.is_closed(start):
+            return False
+        key = (cell_id, start)
+        w = self.windows.get(key)
+        if w is not None and w.revision >= revision:
+            return True
+        self.windows[key] = WindowState(cell_id, start, end, dict.fromkeys(event_ids),
+                                        Counter(concept_counts), set(cameras), revision, restored=True)
+        return True
