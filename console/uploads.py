@@ -158,8 +158,10 @@ def analyse_upload(upload: Any, cfg: WebConfig, analyzer_factory: Callable[[], A
                 clips = analyzer.analyze_file(str(path), fps=cfg.upload_fps, key_frames=cfg.upload_key_frames)
         except UploadError:
             raise
-        except (cv2.error, ValueError) as exc:
-            raise UploadError(422, f"the {media['kind']} could not be analysed: {exc}") from None
+        except Exception as exc:  # a file that decodes at first but breaks the pipeline later
+            log.warning("analysis of an uploaded %s failed: %s", media["kind"], exc)
+            raise UploadError(422, f"the {media['kind']} could not be analysed: {type(exc).__name__}: "
+                                   f"{str(exc)[:200]}") from None
         return summarise(list(clips), media, cfg.upload_key_frames, time.perf_counter() - t0)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,265 @@
+"""API tests of the web console: data endpoints, 404s, access control, malformed messages, run folders, uploads."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from console import samples
+from console.app import create_app
+from console.auth import AuthError, Authenticator, hash_password, verify_password
+from console.config import WebConfig
+from console.server import build_console
+from console.state import BusFeed, ConsoleState, load_run_dir
+from console.uploads import TMP_PREFIX
+from streamer import schemas
+from streamer.bus import InMemoryBus
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return samples.small_grid()
+
+
+def _fed_state(grid, cfg: WebConfig | None = None) -> ConsoleState:
+    st = ConsoleState(cfg or WebConfig(), grid)
+    cells = grid.cell_ids()
+    st.apply(schemas.TOPIC_MAPS, samples.snapshot(grid, {cells[0]: 4.0, cells[1]: 1.0, cells[2]: 0.5}))
+    st.apply(schemas.TOPIC_CELLS, samples.cell_message(cells[0]))
+    for i in range(3):
+        st.apply(schemas.TOPIC_INDICATORS, samples.indicator_event("cam-1", cells[0], i))
+    st.apply(schemas.TOPIC_INDICATORS, samples.indicator_event("cam-2", cells[1], 0, concept="sneaking"))
+    st.apply(schemas.TOPIC_CAMERAS, samples.camera_status("cam-1", cells[0]))
+    return st
+
+
+def test_data_endpoints_and_404s(grid):
+    client = TestClient(create_app(WebConfig(), _fed_state(grid)))
+    cell = grid.cell_ids()[0]
+    m = client.get("/api/map", params={"crime": "robbery", "layer": "merged"}).json()
+    assert m["values"][cell] == 4.0 and m["classes"][cell] >= 1
+    d = client.get(f"/api/cells/{cell}").json()
+    assert d["latest"]["flags"]["robbery"] is True
+    assert d["latest"]["top_rules"]["robbery"][0]["strength"] == pytest.approx(0.62)
+    assert len(d["events"]) == 3 and d["events"][0]["concept"] == "violent_movement"
+    assert [e["camera_id"] for e in client.get("/api/events", params={"concept": "sneaking"}).json()] == ["cam-2"]
+    assert len(client.get("/api/events", params={"camera": "cam-1", "cell": cell}).json()) == 3
+    g = client.get("/api/grid").json()
+    assert g["kind"] == "lonlat" and len(g["xs"]) == grid.cols + 1 and cell in g["cells"]
+    assert client.get("/api/cameras/cam-1").json()["state"] == "online"
+    # unknown cell / camera: 404 with a message, API and page alike
+    r = client.get("/api/cells/r999c0")
+    assert r.status_code == 404 and "unknown cell 'r999c0'" in r.json()["detail"]
+    r = client.get("/api/cells/not-a-cell")
+    assert r.status_code == 404 and "not a cell of the study area" in r.json()["detail"]
+    r = client.get("/api/cameras/nope")
+    assert r.status_code == 404 and "unknown camera 'nope'" in r.json()["detail"]
+    r = client.get("/cells/r999c0")
+    assert r.status_code == 404 and "Unknown cell" in r.text
+    r = client.get("/cameras/ghost")
+    assert r.status_code == 404 and "Unknown camera" in r.text
+    assert client.get(f"/cells/{cell}").status_code == 200
+    r = client.get("/api/map", params={"crime": "arson"})
+    assert r.status_code == 422 and "unknown crime type" in r.json()["detail"]
+    assert client.get("/api/nothing-here").status_code == 404
+    assert "/api/cells/{cell_id}" in client.get("/api/openapi.json").json()["paths"]
+
+
+def test_security_headers_and_leaflet_served_locally(grid):
+    client = TestClient(create_app(WebConfig(), _fed_state(grid)))
+    r = client.get("/")
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "http" not in r.text.split("<body")[0].replace("http-equiv", "")  # no CDN in the page head
+    assert client.get("/static/leaflet/leaflet.js").status_code == 200
+    assert client.get("/static/leaflet/leaflet.css").status_code == 200
+
+
+def test_malformed_messages_are_skipped_and_counted(grid):
+    st = ConsoleState(WebConfig(), grid)
+    assert st.apply_raw(schemas.TOPIC_MAPS, b"{not json") is None
+    assert st.apply_raw(schemas.TOPIC_CELLS, json.dumps({"schema": "imminence.cell/1", "cell_id": "r0c0"})) is None
+    assert st.status()["malformed"] == 2
+    bus = InMemoryBus()
+    feed = BusFeed(st, bus, "web-test").start()
+    try:
+        assert feed.ready.wait(5)
+        bus.publish_raw(schemas.TOPIC_MAPS, b"\xff\xfe garbage", key="all")
+        bus.publish_raw(schemas.TOPIC_INDICATORS, json.dumps({"schema": "imminence.map/1"}).encode(), key="c")
+        cells = grid.cell_ids()
+        snap = samples.snapshot(grid, {cells[3]: 2.0})
+        bus.publish(schemas.TOPIC_MAPS, snap)
+        bus.publish(schemas.TOPIC_MAPS, snap)  # a repeat: dropped by snapshot id
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not (st.snapshot and st.status()["malformed"] >= 4):
+            time.sleep(0.05)
+        s = st.status()
+        assert st.snapshot.snapshot_id == snap.snapshot_id
+        assert s["malformed"] == 4 and s["duplicates"] == 1
+        client = TestClient(create_app(WebConfig(), st))
+        assert client.get("/api/map").json()["values"] == {cells[3]: 2.0}
+    finally:
+        feed.stop()
+
+
+def test_stale_banner_state_follows_broker_probe(grid):
+    st = ConsoleState(WebConfig(), grid)
+    up = {"ok": True}
+    feed = BusFeed(st, InMemoryBus(), "web-stale", probe=lambda: up["ok"], probe_every_s=0.05).start()
+    try:
+        st.apply(schemas.TOPIC_MAPS, samples.snapshot(grid, {grid.cell_ids()[0]: 1.0}))
+        up["ok"] = False
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not st.status()["stale"]:
+            time.sleep(0.02)
+        s = st.status()
+        assert s["stale"] and s["stale_since"] == s["last_message_at"]
+        up["ok"] = True
+        while time.monotonic() < deadline and st.status()["stale"]:
+            time.sleep(0.02)
+        assert not st.status()["stale"] and st.status()["stale_since"] is None
+    finally:
+        feed.stop()
+
+
+def test_cell_history_bounded_and_revisions_replace(grid):
+    st = ConsoleState(WebConfig(max_history_per_cell=5, history_hours=1.0), grid)
+    cell = grid.cell_ids()[0]
+    t0 = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
+    for i in range(8):
+        st.apply(schemas.TOPIC_CELLS, samples.cell_message(cell, at=t0 + timedelta(minutes=i), level=float(i)))
+    st.apply(schemas.TOPIC_CELLS, samples.cell_message(cell, at=t0 + timedelta(minutes=7), level=9.0, revision=1))
+    hist = st.cell_detail(cell)["history"]
+    assert len(hist) == 5
+    assert hist[-1]["imminence"]["robbery"] == 9.0  # the late revision replaced its window
+
+
+def test_run_folder(tmp_path, grid):
+    cells = grid.cell_ids()
+    (tmp_path / "cells.geojson").write_text(json.dumps(grid.to_geojson()))
+    old = samples.snapshot(grid, {cells[0]: 1.0}, created_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    new = samples.snapshot(grid, {cells[1]: 3.0}, created_at=datetime(2026, 1, 2, tzinfo=timezone.utc))
+    (tmp_path / "snapshot-old.json").write_text(schemas.encode(old).decode())
+    (tmp_path / "snapshot-new.json").write_text(schemas.encode(new).decode())
+    (tmp_path / "cells.jsonl").write_text(schemas.encode(samples.cell_message(cells[1])).decode() + "\n{broken\n")
+    (tmp_path / "metrics.json").write_text(json.dumps({"auroc": 0.9}))
+    st = ConsoleState(WebConfig())  # no grid: geometry comes from the GeoJSON
+    counts = load_run_dir(st, tmp_path)
+    assert counts == {"messages": 3, "malformed": 1, "geojson": 1}
+    client = TestClient(create_app(WebConfig(), st))
+    assert client.get("/api/map").json()["values"] == {cells[1]: 3.0}
+    g = client.get("/api/grid").json()
+    assert g["kind"] == "lonlat" and set(g["rects"]) == set(cells)
+    assert client.get(f"/api/cells/{cells[1]}").json()["latest"]["imminence"]["robbery"] == 6.0
+    assert client.get("/api/cells/r999c999").status_code == 404
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        load_run_dir(st, tmp_path / "missing")
+
+
+# -- access control ---------------------------------------------------------------------------------
+def _auth_cfg(**kw) -> WebConfig:
+    return WebConfig(host="0.0.0.0", users=[
+        {"name": "ana", "password_hash": hash_password("s3cret-ana"), "role": "viewer"},
+        {"name": "op", "password_hash": hash_password("s3cret-op"), "role": "operator"}], **kw)
+
+
+def test_password_hashes():
+    h = hash_password("pw")
+    assert h.startswith("scrypt$") and verify_password("pw", h) and not verify_password("pW", h)
+    assert not verify_password("pw", "garbage") and not verify_password("pw", "scrypt$1$2")
+    import hashlib
+    salt = b"salty"
+    pb = f"pbkdf2_sha256$1000${salt.hex()}${hashlib.pbkdf2_hmac('sha256', b'pw', salt, 1000).hex()}"
+    assert verify_password("pw", pb) and not verify_password("px", pb)
+
+
+def test_refuses_open_console_on_public_address(tmp_path):
+    with pytest.raises(AuthError, match="refusing to serve on 0.0.0.0"):
+        build_console(WebConfig(host="0.0.0.0"), run_dir=tmp_path)
+    build_console(WebConfig(host="127.0.0.1"), run_dir=tmp_path)  # loopback may run open
+    Authenticator(WebConfig(), env={"IMMINENCE_WEB_TOKEN": "t0k"}).check_bind("10.1.2.3")
+    from imminence.cli import main
+    assert main(["web", "--host", "0.0.0.0", "--from", str(tmp_path)]) == 2
+
+
+def test_login_sessions_roles_and_token(grid, caplog):
+    cfg = _auth_cfg(tls_cert="cert.pem", tls_key="key.pem", token="tok-123", token_role="viewer")
+    client = TestClient(create_app(cfg, _fed_state(grid)), base_url="https://testserver")
+    assert client.get("/").status_code == 200  # the page itself holds no data
+    for path in ("/api/map", "/api/cells/r0c0", "/api/events", "/api/cameras", "/api/stream", "/api/me"):
+        r = client.get(path)
+        assert r.status_code == 401 and "login required" in r.json()["detail"], path
+    with caplog.at_level(logging.WARNING, logger="console.auth"):
+        r = client.post("/api/login", json={"username": "ana", "password": "wrong-horse"})
+    assert r.status_code == 401 and r.json()["detail"] == "wrong user name or password"
+    assert "failed login for user 'ana'" in caplog.text and "wrong-horse" not in caplog.text
+    r = client.post("/api/login", json={"username": "ana", "password": "s3cret-ana"})
+    assert r.status_code == 200 and r.json() == {"user": "ana", "role": "viewer", "auth": True}
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "secure" in cookie
+    me = client.get("/api/me").json()
+    assert me["role"] == "viewer" and "hash" not in json.dumps(me)
+    assert client.get("/api/map").status_code == 200
+    r = client.post("/api/uploads", files={"file": ("a.png", b"x", "image/png")})
+    assert r.status_code == 403 and "operator role" in r.json()["detail"]
+    client.post("/api/logout")
+    assert client.get("/api/map").status_code == 401
+    # a bearer token, without any cookie
+    bare = TestClient(create_app(cfg, _fed_state(grid)))
+    assert bare.get("/api/map", headers={"Authorization": "Bearer tok-123"}).status_code == 200
+    assert bare.get("/api/map", headers={"Authorization": "Bearer nope"}).status_code == 401
+    # no secrets anywhere in what the API or the page hand out
+    for body in (bare.get("/").text, bare.get("/static/app.js").text,
+                 bare.get("/api/config", headers={"Authorization": "Bearer tok-123"}).text):
+        assert "tok-123" not in body and "scrypt$" not in body
+
+
+# -- uploads -------------------------------------------------------------------------------------------------
+class _NeverCalled:
+    def __call__(self):
+        raise AssertionError("the analyser must not run for a refused upload")
+
+
+def _video_bytes(path: Path, seconds: float, fps: float = 10.0) -> bytes:
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (96, 64))
+    for i in range(int(seconds * fps)):
+        frame = np.full((64, 96, 3), 40, np.uint8)
+        cv2.rectangle(frame, (i % 80, 10), (i % 80 + 12, 50), (200, 200, 200), -1)
+        out.write(frame)
+    out.release()
+    return path.read_bytes()
+
+
+def test_upload_errors(grid, tmp_path):
+    cfg = WebConfig(upload_max_mb=0.5, upload_max_seconds=2.0)
+    client = TestClient(create_app(cfg, _fed_state(grid, cfg), analyzer_factory=_NeverCalled()))
+    before = set(Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*"))
+    r = client.post("/api/uploads", files={"file": ("notes.mp4", b"this is not a video at all" * 10, "video/mp4")})
+    assert r.status_code == 415 and "not a video or an image" in r.json()["detail"]
+    r = client.post("/api/uploads", files={"file": ("big.bin", b"\0" * 600_000, "application/octet-stream")})
+    assert r.status_code == 413 and "0.5 MB upload limit" in r.json()["detail"]
+    r = client.post("/api/uploads", files={"file": ("empty.png", b"", "image/png")})
+    assert r.status_code == 400 and "empty" in r.json()["detail"]
+    r = client.post("/api/uploads", files={"file": ("long.avi", _video_bytes(tmp_path / "long.avi", 4.0), "video/x-msvideo")})
+    assert r.status_code == 413 and "the limit is 2 s" in r.json()["detail"]
+    truncated = _video_bytes(tmp_path / "c.avi", 1.0)[:300]  # header only: no decodable frame
+    r = client.post("/api/uploads", files={"file": ("corrupt.avi", truncated, "video/x-msvideo")})
+    assert r.status_code == 415 and "not a video or an image" in r.json()["detail"]
+    r = client.post("/api/uploads", files={"file": ("fake.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "image/png")})
+    assert r.status_code == 415
+    r = client.post("/api/uploads", data={"x": "1"})
+    assert r.status_code == 422
+    assert set(Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*")) == before  # every temp folder deleted
+    # without an analyser the console says so
+    r = TestClient(create_app(cfg, _fed_state(grid, cfg))).post(
+        "/api/uploads", files={"file": ("a.png", cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())})
+    assert r.status_code == 503 and "not available" in r.json()["detail"]
