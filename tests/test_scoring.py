@@ -1,0 +1,214 @@
+"""Scoring service on the in-memory bus: aggregation, lateness, duplicates, skips, restarts, dead letters."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from inference.config import ScoringConfig
+from inference.crime_models import default_models_dir, load_models
+from inference.service import ScoringService
+from inference.windows import Outcome, WindowAggregator
+from streamer.bus import InMemoryBus, Received
+from streamer.schemas import (CRIME_TYPES, TOPIC_CELLS, TOPIC_DLQ, TOPIC_INDICATORS, CellImminence,
+                              ConceptResult, DetectionSummary, IndicatorEvent)
+
+T0 = datetime(2026, 5, 1, 22, 0, tzinfo=timezone.utc)  # window-aligned (60 s)
+CELLS = {"r0c0", "r0c1", "r1c0"}
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_models(default_models_dir())
+
+
+def ev(i: int, cell: str | None = "r0c0", seconds: float = 0.0, concept: str = "normal",
+       camera: str = "cam1", event_id: str | None = None) -> IndicatorEvent:
+    start = T0 + timedelta(seconds=seconds)
+    return IndicatorEvent(
+        event_id=event_id or f"{camera}:{i}", camera_id=camera, cell_id=cell, clip_index=i, clip_start=start,
+        clip_end=start + timedelta(seconds=2), stream_start_s=seconds, stream_end_s=seconds + 2,
+        frame_first=0, frame_last=9, captured_at=start + timedelta(seconds=2),
+        detections=DetectionSummary(frames=10), concept=ConceptResult(label=concept, score=0.9))
+
+
+def cfg(**kw) -> ScoringConfig:
+    base = dict(window_s=60, slide_s=60, allowed_lateness_s=30, emit_interval_s=0.05, restore_idle_s=0.3,
+                max_future_s=300)
+    return ScoringConfig(**{**base, **kw})
+
+
+def latest(bus: InMemoryBus) -> dict[tuple[str, datetime], CellImminence]:
+    out: dict[tuple[str, datetime], CellImminence] = {}
+    for m in bus.records(TOPIC_CELLS):
+        k = (m.cell_id, m.window_start)
+        if k not in out or out[k].revision < m.revision:
+            out[k] = m
+    return out
+
+
+def run_service(bus, models, c: ScoringConfig, **kw) -> ScoringService:
+    svc = ScoringService(bus, models, c, cells=CELLS, clock=lambda: T0.timestamp() + 3600, **kw)
+    svc.run(idle_exit_s=0.3, poll_timeout_s=0.05)
+    return svc
+
+
+def test_aggregates_scores_and_explains_per_cell_window(models) -> None:
+    bus = InMemoryBus()
+    concepts = ["violent_movement", "forceful_seizure", "sneaking", "normal", "lethal_object"]
+    for i in range(30):
+        bus.publish(TOPIC_INDICATORS, ev(i, "r0c0", 2 * i, concepts[i % 5], camera="camA"))
+    for i in range(10):
+        bus.publish(TOPIC_INDICATORS, ev(i, "r0c1", 60 + 2 * i, "normal", camera="camB"))
+    svc = run_service(bus, models, cfg())
+    res = latest(bus)
+    assert set(res) == {("r0c0", T0), ("r0c1", T0 + timedelta(seconds=60))}
+    a = res[("r0c0", T0)]
+    assert a.events == 30 and len(set(a.event_ids)) == 30
+    assert a.concept_counts == {c: 6 for c in concepts}
+    assert a.cameras == ["camA"] and a.window_end == T0 + timedelta(seconds=60)
+    assert a.message_id == f"r0c0|{T0.isoformat()}|{a.revision}"
+    assert set(a.imminence) == set(CRIME_TYPES)
+    for crime in CRIME_TYPES:
+        assert 0 <= a.imminence[crime] <= 10
+        assert a.flags[crime] == (a.imminence[crime] > 5)
+        assert a.inputs[crime]["hour"] == pytest.approx(22.0)
+        assert 1 <= len(a.top_rules[crime]) <= 3
+        assert a.top_rules[crime][0].rule.startswith("IF rate is")
+    # the robbery inputs count violent movements and both seizure concepts
+    assert a.inputs["robbery"]["violent_movement"] == 6 and a.inputs["robbery"]["item_seizure"] == 6
+    # a busy violent window scores higher robbery imminence than a quiet one
+    assert a.imminence["robbery"] > res[("r0c1", T0 + timedelta(seconds=60))].imminence["robbery"]
+    st = svc.stats()
+    assert st["events"]["in"] == 40 and st["events"]["added"] == 40 and st["commits"] >= 1
+
+
+def test_scores_equal_sum_of_rule_contributions(models) -> None:
+    from inference.crime_models import score_rows
+
+    row = ("r0c0", T0.timestamp(), {"violent_movement": 4, "sneaking": 2})
+    res = score_rows(models, [row], top_rules=100)[0]
+    for crime, m in models.items():
+        total = sum(s * o for _, s, o in res["top_rules"][crime])
+        assert res["imminence"][crime] == pytest.approx(min(10.0, max(0.0, total)), abs=1e-9)
+        ex = m.anfis.explain(m.inputs(*row))
+        assert sum(e.contribution for e in ex) == pytest.approx(total, abs=1e-9)
+
+
+def test_windows_sliding_and_lateness() -> None:
+    agg = WindowAggregator(60, 30, 20)
+    assert agg.starts_of(75.0) == [30.0, 60.0]
+    assert agg.starts_of(60.0) == [30.0, 60.0]
+    assert agg.add("a", "c", 10, "normal", "k", 0) is Outcome.ADDED  # [-30,30) and [0,60)
+    assert agg.add("b", "c", 95, "normal", "k", 0) is Outcome.ADDED  # watermark 95
+    # [0,60) closed (60 + 20 <= 95); [30,90) ended but open until 110: a late update
+    assert agg.add("c", "c", 50, "sneaking", "k", 0) is Outcome.LATE
+    assert agg.add("c", "c", 50, "sneaking", "k", 0) is Outcome.DUPLICATE
+    assert agg.add("d", "c", 5, "normal", "k", 0) is Outcome.TOO_LATE
+    assert agg.windows[("c", 30.0)].concept_counts == {"sneaking": 1}
+    closed = agg.expire()
+    assert {(w.cell_id, w.start) for w in closed} == {("c", -30.0), ("c", 0.0)}
+    with pytest.raises(ValueError, match="slide_s <= window_s"):
+        WindowAggregator(30, 60, 0)
+
+
+def test_late_events_update_their_window_and_too_late_are_counted(models) -> None:
+    bus = InMemoryBus(partitions=1)
+    c = cfg(allowed_lateness_s=30)
+    svc = ScoringService(bus, models, c, cells=CELLS, clock=lambda: T0.timestamp() + 3600)
+    rec = lambda e, o: Received(TOPIC_INDICATORS, 0, o, e.camera_id, e, None)  # noqa: E731
+    svc.process([rec(ev(0, seconds=10), 0), rec(ev(1, seconds=70), 1)])  # watermark 70
+    svc.emit()
+    first = latest(bus)[("r0c0", T0)]
+    assert first.events == 1 and first.revision == 0
+    svc.process([rec(ev(2, seconds=20, concept="sneaking"), 2)])  # window [0,60) ended, open until 90
+    svc.emit()
+    second = latest(bus)[("r0c0", T0)]
+    assert second.revision == 1 and second.events == 2 and second.concept_counts["sneaking"] == 1
+    svc.process([rec(ev(3, seconds=200), 3), rec(ev(4, seconds=30), 4)])  # watermark 200: [0,60) closed
+    svc.emit()
+    assert latest(bus)[("r0c0", T0)].revision == 1
+    st = svc.stats()["events"]
+    assert st["late"] == 1 and st["too_late"] == 1 and st["added"] == 3
+
+
+def test_duplicates_counted_once(models) -> None:
+    bus = InMemoryBus()
+    for i in range(5):
+        bus.publish(TOPIC_INDICATORS, ev(i, seconds=2 * i, concept="sneaking"))
+    bus.publish(TOPIC_INDICATORS, ev(2, seconds=4, concept="sneaking"))  # producer retry: same id
+    svc = run_service(bus, models, cfg())
+    w = latest(bus)[("r0c0", T0)]
+    assert w.events == 5 and w.concept_counts == {"sneaking": 5}
+    assert svc.stats()["events"]["duplicate"] == 1
+
+
+def test_unknown_cell_future_clock_and_malformed_are_skipped_not_fatal(models, caplog) -> None:
+    bus = InMemoryBus()
+    bus.publish(TOPIC_INDICATORS, ev(0, "r0c0"))
+    bus.publish(TOPIC_INDICATORS, ev(1, "r9c9"))
+    bus.publish(TOPIC_INDICATORS, ev(2, None))
+    bus.publish(TOPIC_INDICATORS, ev(3, "r0c0", seconds=3600 + 301 + 60))  # beyond max_future_s of the clock
+    bus.publish_raw(TOPIC_INDICATORS, b'{"schema": "imminence.indicator/1", "event_id": 5}', "cam1")
+    bus.publish_raw(TOPIC_INDICATORS, b"\xff\xfe not json", "cam1")
+    bus.publish(TOPIC_INDICATORS, ev(4, "r0c0", seconds=2))
+    with caplog.at_level("WARNING"):
+        svc = run_service(bus, models, cfg())
+    st = svc.stats()["events"]
+    assert st["unknown_cell"] == 2 and st["future"] == 1 and st["added"] == 2
+    assert latest(bus)[("r0c0", T0)].events == 2
+    assert len(bus.records(TOPIC_DLQ)) == 2
+    assert "not in the grid" in caplog.text and "ahead of the clock" in caplog.text
+
+
+def test_restart_mid_stream_counts_every_event_once(models) -> None:
+    """Instance 1 publishes and commits part of the stream, then dies with uncommitted events;
+    instance 2 rebuilds the open windows from imminence.cells and recounts nothing."""
+    bus = InMemoryBus(partitions=2)
+    events = [ev(i, f"r0c{i % 2}", seconds=i, camera=f"cam{i % 4}", event_id=f"e{i}") for i in range(100)]
+    for e in events[:50]:
+        bus.publish(TOPIC_INDICATORS, e)
+    c = cfg(allowed_lateness_s=1e6)
+    one = ScoringService(bus, models, c, cells=CELLS, clock=lambda: T0.timestamp() + 3600)
+    sub = one.open()
+    recs = sub.poll(timeout=0.1, max_records=30)
+    one.process(recs)
+    one.emit()  # published + committed
+    one.process(sub.poll(timeout=0.1, max_records=1000))  # counted, never published nor committed
+    sub.close()  # crash
+    for e in events[50:]:
+        bus.publish(TOPIC_INDICATORS, e)
+    two = run_service(bus, models, c)
+    assert two.stats()["restored_windows"] >= 1
+    res = latest(bus)
+    ids = [i for m in res.values() for i in m.event_ids]
+    assert sorted(ids) == sorted(e.event_id for e in events)  # none lost, none twice (tumbling windows)
+    assert all(m.events == len(set(m.event_ids)) for m in res.values())
+    assert sum(m.events for m in res.values()) == 100
+
+
+def test_stop_finishes_batch_publishes_and_commits(models) -> None:
+    bus = InMemoryBus()
+    for i in range(20):
+        bus.publish(TOPIC_INDICATORS, ev(i, seconds=i))
+    svc = ScoringService(bus, models, cfg(emit_interval_s=3600), cells=CELLS, clock=lambda: T0.timestamp() + 3600)
+    t = threading.Thread(target=svc.run, kwargs={"poll_timeout_s": 0.05})
+    t.start()
+    deadline = time.monotonic() + 5
+    while svc.stats()["events"]["in"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert bus.records(TOPIC_CELLS) == []  # emit interval not reached yet
+    svc.stop()
+    t.join(5)
+    assert not t.is_alive()
+    assert latest(bus)[("r0c0", T0)].events == 20
+    # committed: a new member of the group gets nothing again
+    again = bus.subscribe([TOPIC_INDICATORS], "imminence-score")
+    assert again.poll(timeout=0.1) == []
+
+
+def test_service_refuses_incomplete_model_set(models) -> None:
+    with pytest.raises(ValueError, match="models missing for crime type"):
+        ScoringService(InMemoryBus(), {k: v for k, v in models.items() if k != "larceny"}, cfg())
