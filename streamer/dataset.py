@@ -86,6 +86,17 @@ class ClipTruth(_Strict):
         return v
 
 
+class EpisodeTruth(_Strict):
+    """A staged incident (scene generator): its kind, crimes, clip span and phases."""
+
+    kind: str
+    crimes: list[str] = Field(default_factory=list)
+    first_clip: int = Field(ge=0)
+    end_clip: int = Field(gt=0, description="one past the last clip")
+    phases: list[tuple[str, int, int]] = Field(default_factory=list, description="[concept, first clip, end clip]")
+    actors: list[int] = Field(default_factory=list, description="track ids of the people and objects involved")
+
+
 class GroundTruth(_Strict):
     schema_: Literal["imminence.groundtruth/1"] = Field(default="imminence.groundtruth/1", alias="schema")
     fps: float = Field(gt=0, description="frame rate of the video file")
@@ -94,6 +105,7 @@ class GroundTruth(_Strict):
     clips: list[ClipTruth] = Field(default_factory=list)
     frames: dict[str, list[list[float]]] = Field(
         default_factory=dict, description="frame index -> [[class_id, x1, y1, x2, y2, track_id], ...]")
+    episodes: list[EpisodeTruth] = Field(default_factory=list, description="staged incidents (optional)")
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 

@@ -1,0 +1,231 @@
+"""Write a replayable scene dataset: per camera one video, its ground truth, and the manifest.
+
+:func:`generate_dataset` lays out each camera's street (:mod:`.render`), stages
+episodes of the indicator concepts on every camera's timeline plus passers-by and
+traffic (:mod:`.agents`), renders the frames with OpenCV and writes them as MPEG-4
+Part 2 (``mp4v`` in ``.mp4``, which opencv-python both writes and reads back with
+exact frame counts), beside ``CAM.gt.json`` (:class:`streamer.dataset.GroundTruth`:
+per-clip concept and crimes, per-frame boxes ``[class, x1, y1, x2, y2, track]``
+with classes :data:`CLASSES`, and the staged episodes) and ``manifest.json``
+(positions in distinct 250 m cells of a downtown-Toronto study area, given as
+the manifest's ``grid``, and evening start times).
+
+Determinism: the same arguments give byte-identical ground truth and manifest;
+the videos are identical too with the same OpenCV build.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator, Optional
+
+import cv2
+import numpy as np
+
+from mapping.grid import Grid, GridConfig
+from streamer.config import Position
+from streamer.dataset import (ClipTruth, DatasetManifest, EpisodeTruth, GroundTruth, VideoEntry,
+                              write_ground_truth, write_manifest)
+from streamer.scene.agents import Stage, background, schedule
+from streamer.scene.render import (BAG, CLASSES, PERSON, VEHICLE, WEAPON, apply_tamper, clip_box,
+                                   draw_bag, draw_open_door, draw_person, draw_vehicle, draw_weapon,
+                                   make_layout, render_background)
+
+log = logging.getLogger(__name__)
+
+#: demo study area: downtown Toronto (lon/lat), 250 m cells
+STUDY_AREA = (-79.405, 43.640, -79.370, 43.662)
+CELL_M = 250.0
+DEFAULT_START = datetime(2026, 5, 1, 21, 0, tzinfo=timezone.utc)
+FOURCC = "mp4v"
+EXT = ".mp4"
+
+
+class SceneError(ValueError):
+    """Scene generator arguments that cannot make a dataset."""
+
+
+def _check(cameras: int, minutes: float, fps: float, size: tuple[int, int], clip_seconds: float) -> tuple[int, int]:
+    if cameras < 1:
+        raise SceneError(f"--cameras must be at least 1, got {cameras}")
+    if not (minutes > 0 and math.isfinite(minutes)):
+        raise SceneError(f"--minutes must be a positive number, got {minutes}")
+    if not (0 < fps <= 60):
+        raise SceneError(f"--fps must be in (0, 60], got {fps}")
+    w, h = size
+    if w < 160 or h < 90 or w > 3840 or h > 2160:
+        raise SceneError(f"--size must be between 160x90 and 3840x2160, got {w}x{h}")
+    clip = int(round(clip_seconds * fps))
+    if clip < 1:
+        raise SceneError(f"--clip-seconds {clip_seconds} is shorter than one frame at {fps} fps")
+    n = int(round(minutes * 60 * fps))
+    if n < 4 * clip:
+        raise SceneError(f"--minutes {minutes} gives {n} frames, fewer than four clips of {clip} frames")
+    return n, clip
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"640x360"`` -> (640, 360)."""
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise SceneError(f"--size must look like 640x360, got {text!r}") from None
+
+
+def render_frames(S: Stage, bg: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, list[list[float]]]]:
+    """Yield every frame of a staged camera with its ground-truth boxes."""
+    L = S.layout
+    W, H = L.width, L.height
+    for p in S.persons:
+        p._compile()
+    # sensor noise (a few precomputed fields, cycled) and a slow lighting flicker with jitter
+    noise_pos = [np.abs(rng.normal(0, 2.5, bg.shape)).astype(np.uint8) for _ in range(5)]
+    noise_neg = [np.abs(rng.normal(0, 2.5, bg.shape)).astype(np.uint8) for _ in range(5)]
+    gains = 1.0 + 0.03 * np.sin(2 * math.pi * np.arange(S.n_frames) / (S.fps * 4.3)) + rng.normal(0, 0.008, S.n_frames)
+    bag_held: dict[int, list] = {}
+    for f in range(S.n_frames):
+        img = bg.copy()
+        if S.door_open[f]:
+            draw_open_door(img, L)
+        items = []
+        for p in S.persons:
+            pose = p.pose(f)
+            if pose is not None:
+                items.append((pose.y, 1, p.tid, p, pose))
+        for b in S.bags:
+            s = b.at(f)
+            if s is not None and s[2] == "ground":
+                items.append((s[4], 0, b.tid, b, s))
+        for v in S.vehicles:
+            x = v.x_at(f)
+            if x is not None:
+                items.append((v.y, 2, v.tid, v, x))
+        items.sort(key=lambda t: (t[0], t[1], t[2]))
+        drawn = {}
+        boxes: list[list[float]] = []
+        bag_held.clear()
+        for b in S.bags:
+            s = b.at(f)
+            if s is not None and s[2] == "held":
+                bag_held.setdefault(s[3].tid, []).append((b, s[4]))
+        weapons = {w.holder.tid: w for w in S.weapons if w.f0 <= f < w.f1}
+        for _, kind, tid, obj, extra in items:
+            if kind == 1:
+                d = draw_person(img, extra, obj.look, S.h(extra.y))
+                drawn[tid] = d
+                boxes.append([PERSON, *d.box, tid])
+                for b, hand in bag_held.get(tid, []):
+                    hx, hy = d.hand_front if hand == "front" else d.hand_back
+                    boxes.append([BAG, *draw_bag(img, hx, hy, d.height, b.colour, True), b.tid])
+                w = weapons.get(tid)
+                if w is not None:
+                    boxes.append([WEAPON, *draw_weapon(img, d.hand_front, d.forearm_dir, d.height, w.kind), w.tid])
+            elif kind == 0:
+                _, _, _, x, y = extra
+                boxes.append([BAG, *draw_bag(img, x, y, S.h(y), obj.colour, False), tid])
+            else:
+                direction = 1 if obj.x1 > obj.x0 else -1
+                boxes.append([VEHICLE, *draw_vehicle(img, extra, obj.y, S.h(obj.y), direction, obj.colour, obj.kind), tid])
+        for b in S.bags:  # bags pulled between two people: between their front hands
+            s = b.at(f)
+            if s is not None and s[2] == "tug" and s[3].tid in drawn and s[4].tid in drawn:
+                a, c = drawn[s[3].tid], drawn[s[4].tid]
+                hx, hy = (a.hand_front[0] + c.hand_front[0]) / 2, (a.hand_front[1] + c.hand_front[1]) / 2
+                boxes.append([BAG, *draw_bag(img, hx, hy, a.height, b.colour, True), b.tid])
+        for t in S.tampers:
+            if t.f0 <= f < t.f1:
+                img, boxes = apply_tamper(img, t, f, boxes)
+        img = cv2.convertScaleAbs(img, alpha=float(gains[f]))
+        k = (f * 3) % len(noise_pos)
+        img = cv2.subtract(cv2.add(img, noise_pos[k]), noise_neg[(k + 2) % len(noise_neg)])
+        out = []
+        for b in boxes:
+            c = clip_box((b[1], b[2], b[3], b[4]), W, H)
+            if c is not None:
+                out.append([int(b[0]), *(round(v, 1) for v in c), int(b[5])])
+        yield img, out
+
+
+def camera_positions(n: int, rng: np.random.Generator) -> tuple[GridConfig, list[Position]]:
+    """Cameras in distinct cells of the study area (several cells apart where there is room)."""
+    cfg = GridConfig(bbox=STUDY_AREA, cell_size_m=CELL_M)
+    grid = Grid.from_config(cfg)
+    rows, cols = np.nonzero(grid.mask)
+    order = rng.permutation(len(rows))
+    chosen: list[int] = []
+    for min_gap in (2, 1, 0):
+        for k in order:
+            if len(chosen) == n:
+                break
+            if k in chosen:
+                continue
+            if all(max(abs(rows[k] - rows[c]), abs(cols[k] - cols[c])) >= min_gap for c in chosen):
+                chosen.append(int(k))
+    if len(chosen) < n:  # more cameras than cells: share cells
+        chosen += [int(order[i % len(order)]) for i in range(n - len(chosen))]
+    xs, ys = grid.cell_centres()
+    out = []
+    for k in chosen:
+        r, c = rows[k], cols[k]
+        x = xs[r, c] + rng.uniform(-0.3, 0.3) * CELL_M
+        y = ys[r, c] + rng.uniform(-0.3, 0.3) * CELL_M
+        lon, lat = grid.to_lonlat(x, y)
+        out.append(Position(lon=round(float(lon), 6), lat=round(float(lat), 6)))
+    return cfg, out
+
+
+def generate_dataset(out: str | Path, cameras: int = 4, minutes: float = 2.0, seed: int = 0, fps: float = 10.0,
+                     size: tuple[int, int] = (640, 360), clip_seconds: float = 2.0,
+                     start: Optional[datetime] = None, name: Optional[str] = None,
+                     progress: bool = False) -> Path:
+    """Render a scene dataset into ``out`` (created; existing files of the same names are replaced)."""
+    n_frames, clip_frames = _check(cameras, minutes, fps, size, clip_seconds)
+    if start is not None and start.tzinfo is None:
+        raise SceneError("start time must carry a time zone (e.g. 2026-05-01T21:00:00Z)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    W, H = size
+    cam_rngs = [np.random.default_rng([seed, 1, i]) for i in range(cameras)]
+    layouts = [make_layout(r, W, H) for r in cam_rngs]
+    stages = [Stage(lay, fps, n_frames, clip_frames, r) for lay, r in zip(layouts, cam_rngs)]
+    schedule(stages, np.random.default_rng([seed, 0]))
+    for S in stages:
+        background(S)
+    grid_cfg, positions = camera_positions(cameras, np.random.default_rng([seed, 2]))
+    t0 = (start or DEFAULT_START).astimezone(timezone.utc)
+    offsets = np.random.default_rng([seed, 3]).integers(0, 30, cameras)
+    entries = []
+    for i, S in enumerate(stages):
+        cam = f"cam{i + 1:02d}"
+        video = out / f"{cam}{EXT}"
+        t = time.perf_counter()
+        bg = render_background(S.layout, np.random.default_rng([seed, 4, i]))
+        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*FOURCC), fps, (W, H))
+        if not writer.isOpened():
+            raise SceneError(f"{video}: OpenCV cannot write {FOURCC} video here")
+        frames: dict[str, list[list[float]]] = {}
+        try:
+            for f, (img, boxes) in enumerate(render_frames(S, bg, np.random.default_rng([seed, 5, i]))):
+                writer.write(img)
+                frames[str(f)] = boxes
+        finally:
+            writer.release()
+        clips = [ClipTruth(index=c, start_s=round(c * clip_frames / fps, 6), end_s=round((c + 1) * clip_frames / fps, 6),
+                           concept=S.labels[c], crimes=S.crimes[c]) for c in range(S.n_clips)]
+        episodes = [EpisodeTruth(kind=e.kind, crimes=list(e.crimes), first_clip=e.phases[0][2], end_clip=e.phases[-1][3],
+                                 phases=[[p[1], p[2], p[3]] for p in e.phases], actors=e.actors) for e in S.episodes]
+        truth = GroundTruth(fps=fps, clip_seconds=clip_frames / fps, classes=list(CLASSES), clips=clips,
+                            frames=frames, episodes=episodes)
+        write_ground_truth(out / f"{cam}.gt.json", truth)
+        entries.append(VideoEntry(file=video.name, camera_id=cam, position=positions[i],
+                                  start=t0 + timedelta(seconds=int(offsets[i])), fps=fps,
+                                  annotations=f"{cam}.gt.json"))
+        if progress:
+            log.info("scene: %s %d frames, %d episodes, %.1f s", cam, n_frames, len(S.episodes), time.perf_counter() - t)
+    manifest = DatasetManifest(name=name or f"scene-seed{seed}", grid=grid_cfg, videos=entries)
+    write_manifest(out, manifest)
+    return out
