@@ -40,6 +40,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 from skfuzzy import gaussmf
+from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
 from inference.subclust import subtractive_clustering
 
@@ -236,6 +237,12 @@ class ANFIS:
     def fit(self, X: Any, y: Any, epochs: int = 100, X_check: Any = None, y_check: Any = None, *,
             input_names: Optional[Sequence[str]] = None, tol: float = 0.0, progress: bool = False) -> "ANFIS":
         """Hybrid learning; keeps the epoch with the least checking (or training) error."""
+        # The matrices are small: one BLAS thread is faster than several fighting over shared cores.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit(X, y, epochs, X_check, y_check, input_names, tol, progress)
+
+    def _fit(self, X: Any, y: Any, epochs: int, X_check: Any, y_check: Any,
+             input_names: Optional[Sequence[str]], tol: float, progress: bool) -> "ANFIS":
         t0 = time.perf_counter()
         if input_names is not None:
             self.input_names = list(input_names)

@@ -1,0 +1,174 @@
+"""Crime-imminence models: training pairs and targets, training report, model folders, dataset reader, CLI."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from imminence.cli import main
+from imminence.configfile import ConfigError, load
+from inference.config import CrimeModelsConfig
+from inference.crime_models import (ClipRecord, CrimeModelError, build_pairs, default_models_dir, load_models,
+                                    records_from_dataset, train_models)
+from inference.synthetic import generate_records
+from streamer.schemas import CRIME_TYPES
+
+CONFIG = "configs/crime_models.yaml"
+T0 = datetime(2026, 5, 1, 20, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def cfg() -> CrimeModelsConfig:
+    return load(CrimeModelsConfig, CONFIG)
+
+
+def _records(minutes: int, crimes: dict[int, str], concepts: dict[int, str] | None = None,
+             cell: str = "r0c0") -> list[ClipRecord]:
+    """30 clips of 2 s per minute; crimes/concepts by minute."""
+    out = []
+    for m in range(minutes):
+        for k in range(30):
+            t = T0 + timedelta(seconds=60 * m + 2 * k)
+            concept = (concepts or {}).get(m, "normal") if k < 3 else "normal"
+            staged = (crimes[m],) if m in crimes and k == 10 else ()
+            out.append(ClipRecord(cell, t, concept, staged, "cam"))
+    return out
+
+
+def test_pairs_targets_inputs_and_chronological_split(cfg) -> None:
+    recs = _records(10, {4: "robbery", 8: "larceny"}, {3: "sneaking", 4: "violent_movement", 8: "item_seizure"})
+    ps = build_pairs(recs, cfg)
+    assert ps.windows == 10 and ps.train_windows == 6
+    rob = ps.crimes["robbery"]
+    y = np.concatenate([rob.y_train, rob.y_check])
+    # robbery staged in minute 4: 3 two windows ahead, 7 one window ahead, 10 during
+    assert y.tolist() == [0, 0, 3, 7, 10, 0, 0, 0, 0, 0]
+    lar = np.concatenate([ps.crimes["larceny"].y_train, ps.crimes["larceny"].y_check])
+    assert lar.tolist() == [0, 0, 0, 0, 0, 0, 3, 7, 10, 0]
+    X = np.vstack([rob.X_train, rob.X_check])
+    assert rob.input_names == ["rate", "hour", "violent_movement", "item_seizure", "sneaking", "lethal_object",
+                               "traffic_violation"]
+    assert X[3, 1] == pytest.approx(20 + 3 / 60)
+    assert X[4, 2] == 3 and X[3, 4] == 3 and X[8, 3] == 3  # counts of the concepts in their window
+    # rate: 1 robbery window in the 6 training minutes, per 24 h; larceny's crime lies in the checking part
+    assert rob.rates["r0c0"] == pytest.approx(1 / 0.1 * 24)
+    assert ps.crimes["larceny"].rates["r0c0"] == 0.0
+    assert np.all(X[:, 0] == rob.rates["r0c0"])
+
+
+def test_rates_from_config_override(cfg) -> None:
+    c = cfg.model_copy(update={"rates": {"robbery": {"r0c0": 1.5}}})
+    ps = build_pairs(_records(10, {4: "robbery"}), c)
+    assert np.all(ps.crimes["robbery"].X_train[:, 0] == 1.5)
+
+
+def test_pairs_bad_input(cfg) -> None:
+    with pytest.raises(CrimeModelError, match="training set is empty"):
+        build_pairs([], cfg)
+    with pytest.raises(CrimeModelError, match="unknown concept 'dancing'"):
+        build_pairs([ClipRecord("r0c0", T0, "dancing")], cfg)
+    with pytest.raises(CrimeModelError, match="has no time zone"):
+        build_pairs([ClipRecord("r0c0", T0.replace(tzinfo=None), "normal")], cfg)
+    with pytest.raises(CrimeModelError, match="unknown crime 'arson'"):
+        build_pairs([ClipRecord("r0c0", T0, "normal", ("arson",))], cfg)
+    with pytest.raises(CrimeModelError, match="cannot be split"):
+        build_pairs(_records(1, {}), cfg)
+
+
+def test_config_errors_name_file_and_key(tmp_path) -> None:
+    p = tmp_path / "cm.yaml"
+    text = open(CONFIG).read().replace("sneaking: [sneaking]", "sneaking: [sneakin]", 1)
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=r"cm\.yaml:\d+: crimes -> robbery -> concepts: .*unknown concept"):
+        load(CrimeModelsConfig, p)
+    p.write_text(open(CONFIG).read().replace("radii: 0.35", "radius: 0.35"))
+    with pytest.raises(ConfigError, match="radius: unknown key .*did you mean 'radii'"):
+        load(CrimeModelsConfig, p)
+
+
+@pytest.mark.slow
+def test_train_writes_models_report_and_beats_mean_baseline(cfg, tmp_path) -> None:
+    recs = generate_records(cells=8, hours=3, seed=3, crimes_per_hour=3)
+    ps = build_pairs(recs, cfg)
+    c = cfg.model_copy(update={"epochs": 8})
+    report = train_models(ps, c, tmp_path, source="test")
+    for name in [f"{t}.json" for t in CRIME_TYPES] + ["report.json", "error_curves.png", "membership_functions.png"]:
+        assert (tmp_path / name).stat().st_size > 0
+    assert json.loads((tmp_path / "report.json").read_text())["crimes"].keys() == set(CRIME_TYPES)
+    better = [t for t, r in report["crimes"].items() if r["check_rmse"] < r["baseline_check_rmse"]]
+    assert len(better) >= 3, report["crimes"]
+    for r in report["crimes"].values():
+        assert 1 <= r["rules"] and r["train_samples"] > r["check_samples"]
+    models = load_models(tmp_path)
+    m = models["robbery"]
+    hot = m.inputs("r0c0", T0.timestamp(), {"violent_movement": 8, "forceful_seizure": 6, "lethal_object": 3})
+    calm = m.inputs("r0c0", T0.timestamp(), {"normal": 30})
+    assert m.score(np.vstack([hot, calm]))[0] > m.score(np.vstack([hot, calm]))[1]
+
+
+def test_bundled_models_load_and_score() -> None:
+    models = load_models(default_models_dir())
+    assert set(models) == set(CRIME_TYPES)
+    for crime, m in models.items():
+        assert m.anfis.input_names[:2] == ["rate", "hour"] and len(m.anfis.input_names) == 7
+        x = m.inputs("r9c9", T0.timestamp(), {"loitering": 1})  # unknown cell: the default rate
+        assert x[0] == m.rates["default"]
+        assert 0 <= m.score(x[None, :])[0] <= 10
+        assert m.anfis.rules()[0].startswith("IF rate is")
+
+
+def test_model_folder_errors(tmp_path) -> None:
+    with pytest.raises(CrimeModelError, match="does not exist"):
+        load_models(tmp_path / "nope")
+    for crime in CRIME_TYPES:
+        (tmp_path / f"{crime}.json").write_text((default_models_dir() / f"{crime}.json").read_text())
+    (tmp_path / "battery.json").unlink()
+    with pytest.raises(CrimeModelError, match="no model for battery"):
+        load_models(tmp_path)
+    (tmp_path / "battery.json").write_text((default_models_dir() / "robbery.json").read_text())
+    with pytest.raises(CrimeModelError, match="holds the robbery model, expected battery"):
+        load_models(tmp_path)
+    d = json.loads((default_models_dir() / "battery.json").read_text())
+    d["version"] = 99
+    (tmp_path / "battery.json").write_text(json.dumps(d))
+    with pytest.raises(CrimeModelError, match="version 99 is not supported"):
+        load_models(tmp_path)
+    d["version"] = 1
+    del d["meta"]["concepts"]
+    (tmp_path / "battery.json").write_text(json.dumps(d))
+    with pytest.raises(CrimeModelError, match="not a crime model"):
+        load_models(tmp_path)
+
+
+def test_records_from_dataset(tmp_path) -> None:
+    from streamer.config import Position
+    from streamer.dataset import (ClipTruth, DatasetManifest, GroundTruth, VideoEntry, write_ground_truth,
+                                  write_manifest)
+    from mapping.grid import GridConfig
+
+    (tmp_path / "cam1.mp4").write_bytes(b"\0")
+    write_ground_truth(tmp_path / "cam1.gt.json", GroundTruth(fps=10, clip_seconds=2, clips=[
+        ClipTruth(index=0, start_s=0, end_s=2, concept="loitering"),
+        ClipTruth(index=1, start_s=2, end_s=4, concept="violent_movement", crimes=["robbery"])]))
+    write_manifest(tmp_path, DatasetManifest(
+        grid=GridConfig(bbox=(0, 0, 400, 400), crs="metric", cell_size_m=100),
+        videos=[VideoEntry(file="cam1.mp4", camera_id="cam1", position=Position(x=150, y=250), start=T0,
+                           annotations="cam1.gt.json")]))
+    recs = records_from_dataset(tmp_path)
+    assert [(r.cell_id, r.clip_start, r.concept, r.crimes) for r in recs] == [
+        ("r2c1", T0, "loitering", ()), ("r2c1", T0 + timedelta(seconds=2), "violent_movement", ("robbery",))]
+
+
+def test_cli_anfis_train_and_rules(tmp_path, capsys) -> None:
+    out = tmp_path / "m"
+    code = main(["anfis", "train", "--synthetic", "--cells", "4", "--hours", "1.5", "--crimes-per-hour", "4",
+                 "--epochs", "3", "--no-plots", "--out", str(out)])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "robbery" in table and "baseline" in table
+    assert main(["anfis", "rules", str(out / "robbery.json")]) == 0
+    assert "IF rate is" in capsys.readouterr().out
+    assert main(["anfis", "train", "--out", str(out)]) == 2
+    assert main(["anfis", "train", str(tmp_path / "missing"), "--out", str(out)]) == 1
