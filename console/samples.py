@@ -38,7 +38,7 @@ def snapshot(grid: Grid, values: dict[str, float], *, snapshot_id: Optional[str]
     forecast = forecast or {}
     layers = {}
     for crime in tuple(CRIME_TYPES) + ("all",):
-        classes = sd_classes(values)
+        classes = sd_classes(values, grid)
         top = sorted(values.items(), key=lambda kv: -kv[1])[:10]
         layers[crime] = MapLayer(merged=dict(values), live=dict(values), forecast=dict(forecast), classes=classes,
                                  top_cells=[TopCell(cell_id=c, value=v, cls=classes.get(c, 0)) for c, v in top])

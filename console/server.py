@@ -48,16 +48,14 @@ class Console:
 def default_analyzer_factory(detectors_cfg: Any = None) -> Optional[Callable[[], Any]]:
     """A factory of the camera workers' clip analyser, or None when the detectors stage lacks one."""
     try:
-        from detectors.analyzer import ClipAnalyzer
+        import detectors.clip  # noqa: F401 - the workers' analysis path must be importable
     except ImportError:
         return None
+    from console.uploads import UploadAnalyzer
     from detectors.config import DetectorsConfig
 
     cfg = detectors_cfg or DetectorsConfig()
-
-    def make() -> Any:
-        return ClipAnalyzer.from_config(cfg, camera_id="upload")
-    return make
+    return lambda: UploadAnalyzer(cfg)
 
 
 def build_console(web: WebConfig, *, grid: Optional[Grid] = None, bus: Any = None, bootstrap: Optional[str] = None,

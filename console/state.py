@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import numpy as np
 from pydantic import BaseModel
 
 from console.config import WebConfig
@@ -236,7 +237,7 @@ class ConsoleState:
         if lay is not None and layer == "merged":
             classes = dict(lay.classes)
         else:
-            classes = sd_classes(values)
+            classes = sd_classes(values, self.grid, (snap.grid.rows, snap.grid.cols))
         return {
             "snapshot_id": snap.snapshot_id, "created_at": snap.created_at.isoformat(), "crime": crime,
             "layer": layer, "values": values, "classes": classes,
@@ -324,24 +325,36 @@ def camera_summary(c: CameraStatus) -> dict:
     }
 
 
-def sd_classes(values: dict[str, float]) -> dict[str, int]:
-    """Standard-deviation classes of a layer, the rule of :class:`streamer.schemas.TopCell`.
+def sd_classes(values: dict[str, float], grid: Optional[Grid] = None,
+               shape: Optional[tuple[int, int]] = None) -> dict[str, int]:
+    """Standard-deviation classes of a sparse layer, exactly as the map service classes its surfaces.
 
-    Class 0 lies below mean + 0.5 sd, then one class per further sd: 1 from
-    +0.5 sd, 2 from +1.5 sd, 3 from +2.0 sd... capped at 4 above +2.5 sd.  Used for
-    the live and forecast layers, whose classes the snapshot does not carry.
+    Uses :func:`mapping.kde.sd_classes` over the cells inside the grid's area
+    (zeros included), or over the whole ``shape`` (rows, cols) without a grid.
+    Used for the live and forecast layers, whose classes the snapshot does not carry.
     """
-    import numpy as np
+    from mapping.kde import sd_classes as kde_sd_classes
 
     if not values:
         return {}
-    v = np.fromiter(values.values(), dtype=float)
-    mu, sd = float(v.mean()), float(v.std())
-    if sd <= 0:
-        return {}
-    edges = mu + sd * np.array([0.5, 1.5, 2.0, 2.5])
-    cls = np.searchsorted(edges, v, side="right")
-    return {k: int(c) for k, c in zip(values, cls) if c > 0}
+    if grid is not None:
+        arr, mask = grid.dict_to_values(values), grid.mask
+    else:
+        rows, cols = shape if shape is not None else (
+            1 + max(Grid.parse_cell_id(c)[0] for c in values), 1 + max(Grid.parse_cell_id(c)[1] for c in values))
+        arr = np.zeros((rows, cols))
+        for cid, v in values.items():
+            r, c = Grid.parse_cell_id(cid)
+            if 0 <= r < rows and 0 <= c < cols:
+                arr[r, c] = v
+        mask = None
+    cls = kde_sd_classes(arr, mask)
+    out = {}
+    for cid in values:
+        r, c = Grid.parse_cell_id(cid)
+        if 0 <= r < cls.shape[0] and 0 <= c < cls.shape[1] and cls[r, c] > 0:
+            out[cid] = int(cls[r, c])
+    return out
 
 
 # -- the live feed ------------------------------------------------------------------------

@@ -141,6 +141,51 @@ def summarise(clips: list, media: dict, n_key_frames: int, seconds: float) -> di
             "frames_analysed": int(sum(c.frames for c in clips)), "analysis_s": round(seconds, 3), "models": models}
 
 
+class UploadAnalyzer:
+    """The camera workers' analysis path for one upload: :func:`detectors.clip.analyze_frames`.
+
+    A video is sampled at ``fps`` (every n-th decoded frame, as a worker samples
+    its stream) and cut into ``clip_seconds`` clips; each clip goes through a fresh
+    :class:`detectors.analyzer.ClipAnalyzer` (detector, per-camera tracker, concept
+    classifiers, GMCP window) exactly as a camera's would.  An image is one clip of one frame.
+    """
+
+    def __init__(self, detectors_cfg: Any, clip_seconds: float = 2.0) -> None:
+        self.cfg = detectors_cfg
+        self.clip_seconds = clip_seconds
+
+    def analyze_file(self, path: str, fps: float, key_frames: int) -> list:
+        from detectors.clip import analyze_frames
+
+        cap = cv2.VideoCapture(path)
+        src_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        src_fps = src_fps if src_fps > 0 else 25.0
+        step = max(1, int(round(src_fps / fps)))
+
+        def frames():
+            i = 0
+            try:
+                while True:
+                    ok, frame = cap.read()
+                    if not ok:
+                        return
+                    if i % step == 0:
+                        yield frame
+                    i += 1
+            finally:
+                cap.release()
+        return analyze_frames(frames(), self.cfg, src_fps / step, clip_seconds=self.clip_seconds,
+                              key_frames=key_frames)
+
+    def analyze_image(self, path: str, key_frames: int) -> list:
+        from detectors.clip import analyze_clip
+
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            raise UploadError(415, "the image cannot be decoded")
+        return [analyze_clip([img], self.cfg, 1.0, key_frames=max(1, key_frames))]
+
+
 def analyse_upload(upload: Any, cfg: WebConfig, analyzer_factory: Callable[[], Any],
                    tmp_root: Optional[str] = None) -> dict:
     """Save, check, analyse and delete one upload (a FastAPI ``UploadFile`` or anything with ``.file``)."""

@@ -7,7 +7,7 @@
   const SVG_MAX = 2000;
   const PALETTE = ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"];
   const NONE = "#d9dde3";
-  const CLASS_LABELS = ["below mean + 0.5 sd", "mean + 0.5 to 1.5 sd", "mean + 1.5 to 2 sd", "mean + 2 to 2.5 sd", "above mean + 2.5 sd"];
+  const CLASS_LABELS = ["below mean + 0.5 sd", "mean + 0.5 to 1.5 sd", "mean + 1.5 to 2.5 sd", "mean + 2.5 to 3.5 sd", "above mean + 3.5 sd"];
   const CRIME_COLOURS = { robbery: "#d62728", burglary: "#1f77b4", larceny: "#2ca02c", battery: "#9467bd", all: "#444" };
   const CAM_COLOURS = { online: "#1a7f37", starting: "#9a6700", reconnecting: "#9a6700", offline: "#b42318", failed: "#b42318", stopped: "#6b7280" };
 
@@ -141,15 +141,14 @@
     for (const [id, rect] of S.cells) {
       const v = values[id] || 0, cls = classes[id] || 0;
       const colour = v > 0 ? PALETTE[Math.min(cls, 4)] : NONE;
-      const li = S.index.get(id);
       if (rect.colour !== colour) {
+        const li = S.index.get(id);
         rect.colour = colour;
         rect.setStyle({ fillColor: colour, fillOpacity: v > 0 ? 0.75 : 0.35 });
         if (rect._path) rect._path.setAttribute("data-color", colour);
         li.dataset.color = colour;
+        li.dataset.class = String(v > 0 ? cls : 0);
       }
-      li.dataset.class = String(v > 0 ? cls : 0);
-      li.dataset.value = String(v);
     }
     S.snapshotId = d.snapshot_id;
     $("map").dataset.snapshotId = d.snapshot_id || "";

@@ -1,0 +1,269 @@
+"""The web console in a real headless Chromium, against the real app and the real embedded Kafka broker.
+
+The topics are filled by the real services: a generated scene is replayed through
+the camera workers (indicator events), scored by the ANFIS service (cell
+imminence) and mapped by the map service (snapshots).  The page must show the
+scene's cells, change a cell's colour when a new snapshot arrives (no reload),
+explain a clicked cell with its rules, ask for a login when bound to a
+non-loopback address, analyse an uploaded generated clip and refuse a corrupt one.
+Screenshots (desktop and 390 px) are saved as PNG.
+
+Debian's /usr/bin/chromium is driven by Playwright with no browser download.
+Without it the tests skip with a loud message, except in CI where they fail.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from console import samples
+from console.auth import hash_password
+from console.config import WebConfig
+from console.server import ServerThread, build_console, default_analyzer_factory
+from mapping.grid import Grid
+from streamer import schemas
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+NONE = "#d9dde3"  # the page's colour of a cell without a value
+
+if not Path(CHROMIUM).exists():
+    msg = (f"\n{'!' * 78}\n!! BROWSER TESTS SKIPPED: {CHROMIUM} is missing. Install Debian's chromium "
+           f"(make system-deps, as root).\n{'!' * 78}\n")
+    if os.environ.get("CI"):
+        raise RuntimeError(msg)
+    print(msg, file=sys.stderr)
+    pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium: make system-deps)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    """Screenshots go to a tmp dir; when docs/ exists they also refresh docs/screenshots for the README."""
+    out = tmp_path_factory.mktemp("screenshots")
+
+    def save(page, name: str, full_page: bool = False) -> Path:
+        path = out / f"{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if (ROOT / "docs").is_dir():
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, SCREENSHOTS / path.name)
+        return path
+    return save
+
+
+@pytest.fixture(scope="module")
+def scene(kafka_bootstrap, tmp_path_factory):
+    """A generated scene replayed through the real services onto namespaced topics of the real broker."""
+    from console.pipeline import run_scene_pipeline
+
+    ns = f"web{uuid.uuid4().hex[:8]}"
+    result = run_scene_pipeline(kafka_bootstrap, ns, tmp_path_factory.mktemp("scene"))
+    assert result.snapshots >= 1, result
+    return result
+
+
+@pytest.fixture(scope="module")
+def live(scene, kafka_bootstrap):
+    """The console wired to the scene's topics exactly as `imminence web --bootstrap` wires it."""
+    from streamer.kafka_bus import KafkaBus
+
+    bus = KafkaBus(kafka_bootstrap, namespace=scene.namespace)
+    web = WebConfig(group=f"{scene.namespace}-web")
+    console = build_console(web, grid=scene.grid, bus=bus, bootstrap=kafka_bootstrap,
+                            analyzer_factory=default_analyzer_factory(scene.detectors), close_bus=True)
+    server = ServerThread(console.app).start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and console.state.snapshot is None:
+        time.sleep(0.1)
+    assert console.state.snapshot is not None, "the console never received the scene's map snapshot"
+    yield console, server, bus
+    server.stop()
+    console.close()
+
+
+def _open(browser, url: str, width: int = 1280, height: int = 800):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']", timeout=20_000)
+    page.errors = errors
+    return page
+
+
+def _colour(page, cell_id: str) -> str:
+    return page.get_attribute(f'path[data-cell-id="{cell_id}"]', "data-color")
+
+
+def _hottest(state) -> str:
+    layer = state.snapshot.layers["all"]
+    return max(layer.merged, key=layer.merged.get)
+
+
+def test_map_shows_scene_cells_and_updates_without_reload(browser, live, shots):
+    console, server, bus = live
+    grid: Grid = console.state.grid
+    page = _open(browser, server.url)
+    snap = console.state.snapshot
+    page.wait_for_selector(f"#map[data-snapshot-id='{snap.snapshot_id}']")
+    assert page.locator("path[data-cell-id]").count() == len(grid.cell_ids())
+    coloured = [c for c, v in snap.layers["all"].merged.items() if v > 0]
+    assert coloured, "the scene's snapshot has no cell with imminence"
+    for cell in coloured[:20]:
+        assert _colour(page, cell) != NONE, cell
+    cold = next(c for c in grid.cell_ids() if c not in snap.layers["all"].merged)
+    assert _colour(page, cold) == NONE
+    page.evaluate("window.__noReload = 1")
+    # A new snapshot (made from the same surfaces, with the cold cell now the hottest) reaches the page.
+    values = dict(snap.layers["all"].merged)
+    values[cold] = max(values.values()) * 5
+    new = samples.snapshot(grid, values, snapshot_id=f"browser-{uuid.uuid4().hex[:8]}",
+                           created_at=datetime.now(timezone.utc))
+    t0 = time.monotonic()
+    bus.publish(schemas.TOPIC_MAPS, new)
+    bus.flush(10)
+    page.wait_for_selector(f"path[data-cell-id='{cold}']:not([data-color='{NONE}'])", state="attached",
+                           timeout=10_000)
+    print(f"snapshot -> page colour change: {time.monotonic() - t0:.2f} s")
+    assert page.evaluate("window.__noReload") == 1  # same document: no reload happened
+    assert _colour(page, cold) == "#bd0026"  # top class
+    assert page.get_attribute(f'#cell-index li[data-cell-id="{cold}"]', "data-class") == "4"
+    assert page.locator("#legend").is_visible()
+    shots(page, "console-map-desktop")
+    assert not [e for e in page.errors if "favicon" not in e], page.errors
+    page.close()
+
+
+def test_click_cell_shows_rules_desktop_and_phone(browser, live, shots):
+    console, server, _ = live
+    state = console.state
+    cell = next(c for c in sorted(state.cells, key=lambda c: -max(state.cells[c][-1].imminence.values()))
+                if state.cells[c][-1].top_rules)
+    for width, height, name in ((1280, 800, "console-cell-desktop"), (390, 844, "console-cell-390px")):
+        page = _open(browser, server.url, width, height)
+        page.wait_for_selector(f'path[data-cell-id="{cell}"]')
+        if width < 700:
+            page.locator(f'path[data-cell-id="{cell}"]').scroll_into_view_if_needed()
+        # click the cell's corner (a camera marker may sit on its centre)
+        page.click(f'path[data-cell-id="{cell}"]', position={"x": 3, "y": 3})
+        page.wait_for_selector("#cell-rules .rule-row", timeout=10_000)
+        rules = page.locator("#cell-rules .rule").all_inner_texts()
+        expected = [r.rule for rules_ in state.cells[cell][-1].top_rules.values() for r in rules_]
+        assert rules and rules[0] in expected
+        assert page.locator("#cell-detail h2").inner_text().startswith(f"Cell {cell}")
+        assert page.locator("#cell-detail svg.chart").count() == 1
+        assert page.url.endswith(f"/cells/{cell}")
+        # the panel fits the viewport width (responsive layout)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width + 1
+        shots(page, name, full_page=width < 700)
+        page.close()
+    # the events tab lists the scene's indicator events, filterable by camera
+    page = _open(browser, server.url)
+    page.click("#tabs button[data-tab='events']")
+    page.wait_for_selector("#event-feed tr")
+    cam = state.camera_list()[0]["camera_id"] if state.cameras else state.event_list()[0]["camera_id"]
+    page.select_option("#f-camera", cam)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        shown = page.locator("#event-feed tr td:nth-child(2)").all_inner_texts()
+        if shown and set(shown) == {cam}:
+            break
+        time.sleep(0.1)
+    assert shown and set(shown) == {cam}, shown
+    page.close()
+
+
+def test_unknown_cell_url_is_404_with_message(browser, live):
+    _, server, _ = live
+    page = browser.new_page()
+    resp = page.goto(server.url + "/cells/r9999c9999")
+    assert resp.status == 404 and "Unknown cell" in page.inner_text("#notfound-message")
+    page.close()
+
+
+def test_login_required_on_non_loopback_address(browser, scene, kafka_bootstrap, tmp_path):
+    web = WebConfig(host="0.0.0.0", users=[{"name": "officer", "password_hash": hash_password("patrol-pw"),
+                                            "role": "viewer"}])
+    from console.auth import AuthError
+
+    with pytest.raises(AuthError):  # the same address without users refuses to start
+        build_console(WebConfig(host="0.0.0.0"), run_dir=tmp_path)
+    console = build_console(web, grid=scene.grid, run_dir=scene.run_dir)
+    # served on loopback here, with the access rules of the public address
+    with ServerThread(console.app) as server:
+        page = browser.new_page()
+        page.goto(server.url)
+        page.wait_for_selector("#login:not([hidden])")
+        assert page.locator("#map path[data-cell-id]").count() == 0  # nothing shown before login
+        page.fill("#login-user", "officer")
+        page.fill("#login-password", "wrong")
+        page.click("#login-form button")
+        page.wait_for_selector("#login-error:not(:empty)")
+        page.fill("#login-password", "patrol-pw")
+        page.click("#login-form button")
+        page.wait_for_selector("body[data-ready='1']")
+        page.wait_for_selector("#map path[data-cell-id]")
+        assert page.locator("#upload-tab").is_hidden()  # viewers may not upload
+        cookies = {c["name"]: c for c in page.context.cookies()}
+        assert cookies["imminence_session"]["httpOnly"] and cookies["imminence_session"]["sameSite"] == "Strict"
+        page.close()
+
+
+def test_upload_generated_clip_and_corrupt_file(browser, live, scene, tmp_path, shots):
+    _, server, _ = live
+    page = _open(browser, server.url)
+    page.click("#upload-tab")
+    page.set_input_files("#upload-file", str(scene.clip))
+    page.click("#upload-form button")
+    page.wait_for_selector("#upload-clips tr", timeout=60_000)
+    labels = page.locator("#upload-clips tr").evaluate_all("rows => rows.map(r => r.dataset.label)")
+    assert labels and all(lab in schemas.CONCEPTS for lab in labels), labels
+    assert page.locator(".keyframes img").count() >= 1
+    shots(page, "console-upload")
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"definitely not a video" * 100)
+    page.set_input_files("#upload-file", str(bad))
+    page.click("#upload-form button")
+    page.wait_for_selector("#upload-status.error")
+    assert "not a video or an image" in page.inner_text("#upload-status")
+    page.close()
+
+
+def test_page_reconnects_after_server_restart(browser, scene):
+    """A dropped live connection says so and recovers by itself when the server is back."""
+    console = build_console(WebConfig(), grid=scene.grid, run_dir=scene.run_dir)
+    server = ServerThread(console.app).start()
+    page = _open(browser, server.url)
+    server.stop()
+    page.wait_for_selector("#conn-notice:not([hidden])", timeout=10_000)
+    assert "reconnecting" in page.inner_text("#conn-notice")
+    server2 = ServerThread(console.app, port=server.port).start()
+    try:
+        page.wait_for_selector("#conn-notice:has-text('restored')", timeout=15_000)
+    finally:
+        page.close()
+        server2.stop()
