@@ -12,6 +12,8 @@ from detectors.gmcp import (GMCPWindow, classify_video, clip_edge_weights, edge_
                             label_clips, solve_edges)
 
 SOLVERS = ["highs", "cbc"]
+# (solver, lp_first): HiGHS with the LP relaxation tried first, HiGHS branch and bound only, CBC.
+MODES = [("highs", True), ("highs", False), ("cbc", False)]
 
 
 def brute_force(W, unary=None):
@@ -27,33 +29,34 @@ def brute_force(W, unary=None):
 
 
 # -- exactness ---------------------------------------------------------------------------
-@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("solver,lp_first", MODES)
 @pytest.mark.parametrize("h,k", [(4, 3), (3, 4)])
-def test_random_dense_weights_match_brute_force(solver, h, k):
+def test_random_dense_weights_match_brute_force(solver, lp_first, h, k):
     rng = np.random.default_rng(100 * h + k)
     for _ in range(12):
         W = rng.normal(size=(h, k, h, k))  # dense, half negative
-        res = solve_edges(W, solver=solver)
+        res = solve_edges(W, solver=solver, lp_first=lp_first)
         assert res.optimal and res.method == "gmcp"
+        assert res.stage in (("lp", "mip") if lp_first else ("mip",))
         assert res.objective == pytest.approx(brute_force(W), abs=1e-8)
         assert res.objective == pytest.approx(edge_objective(W, res.labels), abs=1e-12)
         assert res.labels.shape == (h,) and res.labels.min() >= 0 and res.labels.max() < k
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
-def test_with_unary_and_bad_warm_start_matches_brute_force(solver):
+@pytest.mark.parametrize("solver,lp_first", MODES)
+def test_with_unary_and_bad_warm_start_matches_brute_force(solver, lp_first):
     rng = np.random.default_rng(7)
     for _ in range(8):
         W = rng.normal(size=(4, 3, 4, 3))
         U = rng.normal(size=(4, 3)) * 2
         worst = np.array(min(itertools.product(range(3), repeat=4), key=lambda l: edge_objective(W, l, U)))
-        res = solve_edges(W, unary=U, solver=solver, warm_start=worst)
+        res = solve_edges(W, unary=U, solver=solver, warm_start=worst, lp_first=lp_first)
         assert res.optimal
         assert res.objective == pytest.approx(brute_force(W, U), abs=1e-8)
 
 
-@pytest.mark.parametrize("solver", SOLVERS)
-def test_structured_windows_match_brute_force_where_icm_is_not_optimal(solver):
+@pytest.mark.parametrize("solver,lp_first", MODES)
+def test_structured_windows_match_brute_force_where_icm_is_not_optimal(solver, lp_first):
     """Log-weighted windows from confidences and co-occurrence, where the ICM start is suboptimal.
 
     Such windows once exposed a CBC bug (a MIP start on a maximisation declared
@@ -69,7 +72,7 @@ def test_structured_windows_match_brute_force_where_icm_is_not_optimal(solver):
         best = brute_force(W)
         if edge_objective(W, icm_labelling(W)) >= best - 1e-9:
             continue
-        res = label_clips(conf, P, beta=1.5, solver=solver)
+        res = label_clips(conf, P, beta=1.5, solver=solver, lp_first=lp_first)
         assert res.optimal and res.objective == pytest.approx(best, abs=1e-8)
         checked += 1
         if checked == 4:
@@ -84,9 +87,11 @@ def test_highs_and_cbc_agree_on_full_size_windows():
         conf = rng.beta(1.2, 5.0, size=(8, 10))
         conf[np.arange(8), rng.integers(10, size=8)] = rng.uniform(0.5, 0.9, size=8)
         a = label_clips(conf, P, solver="highs", time_limit=10)
+        m = label_clips(conf, P, solver="highs", time_limit=10, lp_first=False)
         b = label_clips(conf, P, solver="cbc", time_limit=10)
-        assert a.optimal and b.optimal
+        assert a.optimal and b.optimal and m.optimal and m.stage == "mip"
         assert a.objective == pytest.approx(b.objective, abs=1e-7)
+        assert m.objective == pytest.approx(b.objective, abs=1e-7)
         assert a.bound == pytest.approx(a.objective, abs=1e-6)
 
 
