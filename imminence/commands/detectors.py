@@ -12,7 +12,6 @@ the validation mAP50 / mAP50-95 (also written to OUT/<model>-<imgsz>.metrics.jso
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from pathlib import Path
 
@@ -40,17 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _export(dataset: Path, out: Path, val_share: float, every: int) -> Path:
     from streamer.scene.yolo_export import export_yolo
 
-    params = inspect.signature(export_yolo).parameters
-    kwargs = {}
-    for name, value in (("val_share", val_share), ("val_fraction", val_share), ("every", every),
-                        ("frame_step", every), ("stride", every)):
-        if name in params:
-            kwargs[name] = value
-    res = export_yolo(dataset, out, **kwargs)
-    for cand in (res if isinstance(res, (str, Path)) else None, out / "data.yaml", out / "dataset.yaml"):
-        if cand is not None and Path(cand).is_file():
-            return Path(cand)
-    raise FileNotFoundError(f"export to {out} wrote no data.yaml")
+    return Path(export_yolo(dataset, out, every_n=every, val_fraction=val_share))
 
 
 def run_train(args: argparse.Namespace) -> int:
