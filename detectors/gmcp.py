@@ -43,6 +43,7 @@ Edge weights from detector confidences and a co-occurrence matrix
 from __future__ import annotations
 
 import logging
+import numbers
 import threading
 import time
 import warnings
@@ -303,7 +304,7 @@ class _WindowModel:
                     v.setInitialValue(val)
         with warnings.catch_warnings():  # PuLP 3.3 deprecates its bundled CBC, the one we have
             warnings.simplefilter("ignore", DeprecationWarning)
-            cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1e-3, float(time_limit)), warmStart=True,
+            cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=min(max(1e-3, float(time_limit)), 1e6), warmStart=True,
                                     gapRel=0.0, gapAbs=_ABS_GAP)
         self.prob.solve(cmd)
         optimal = (self.prob.status == pulp.LpStatusOptimal
@@ -363,7 +364,7 @@ def solve_edges(W, *, unary=None, time_limit: float = 1.0, solver: Solver = "hig
     t0 = time.perf_counter()
     if solver not in _SOLVERS:
         raise ValueError(f"solver must be one of {_SOLVERS}, got {solver!r}")
-    if not (isinstance(time_limit, (int, float)) and time_limit > 0):
+    if isinstance(time_limit, bool) or not (isinstance(time_limit, numbers.Real) and time_limit > 0):
         raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
     W = _check_weights(W)
     h, k = W.shape[:2]
@@ -391,13 +392,14 @@ def solve_edges(W, *, unary=None, time_limit: float = 1.0, solver: Solver = "hig
         return done(np.zeros(h, dtype=np.int64), True, "gmcp")
 
     greedy = icm_labelling(W, U, starts)
-    model, build_ms = _model_for(h, k, solver)
-    remaining = time_limit - (time.perf_counter() - t0)
-    if remaining <= 0:
-        return done(greedy, False, "greedy-fallback",
-                    f"time limit {time_limit:g} s spent before the solver started (model build)",
-                    build_ms)
+    build_ms = 0.0
     try:
+        model, build_ms = _model_for(h, k, solver)
+        remaining = time_limit - (time.perf_counter() - t0)
+        if remaining <= 0:
+            return done(greedy, False, "greedy-fallback",
+                        f"time limit {time_limit:g} s spent before the solver started (model build)",
+                        build_ms)
         with model.lock:
             if solver == "highs" and lp_first:
                 labels, lp_bound = model.solve_lp(W, U, remaining)
@@ -532,25 +534,39 @@ def label_clips(confidences, cooccurrence, *, weighting: Weighting = "log", beta
                        lp_first=lp_first)
 
 
-def classify_video(confidences, matrices: Mapping[str, np.ndarray], *, weighting: Weighting = "log",
-                   beta: float = 0.5, decay: float = 0.6, time_limit: float = 1.0,
-                   solver: Solver = "highs") -> tuple[str, dict[str, float]]:
+def classify_video(confidences, matrices: Mapping[str, np.ndarray], *, window: Optional[int] = None,
+                   weighting: Weighting = "log", beta: float = 0.5, decay: float = 0.6,
+                   time_limit: float = 1.0, solver: Solver = "highs") -> tuple[str, dict[str, float]]:
     """Event class of a video: the class whose co-occurrence matrix gives the largest GMCP optimum.
 
     ``confidences``: (clips, k) detector scores of the whole video; ``matrices``:
-    class name -> (k, k) co-occurrence matrix.  Returns the winning class and the
-    objective per class (ties go to the first class in ``matrices``' order).
+    class name -> (k, k) co-occurrence matrix.  ``window``: None solves the whole
+    video as one graph; a number of clips splits it into consecutive windows of
+    that length (the last may be shorter) and sums their optima, which bounds
+    the cost of long videos.  Returns the winning class and the objective per
+    class (ties go to the first class in ``matrices``' order).  An objective that
+    the solver could not prove optimal within ``time_limit`` is logged.
     """
     if not matrices:
         raise ValueError("classify_video needs at least one class matrix")
     conf = _check_confidences(confidences)
     if conf.shape[0] < 2:
         raise ValueError("classify_video needs at least two clips: one clip has no co-occurrence edges")
+    if window is not None and not (isinstance(window, int) and window >= 2):
+        raise ValueError(f"window must be None or an integer >= 2, got {window!r}")
+    step = window or conf.shape[0]
+    chunks = [conf[i:i + step] for i in range(0, conf.shape[0], step)]
     objectives: dict[str, float] = {}
     for name, M in matrices.items():
         P = _check_cooccurrence(M, f"matrix of class {name!r}")
-        objectives[name] = label_clips(conf, P, weighting=weighting, beta=beta, decay=decay,
-                                       time_limit=time_limit, solver=solver).objective
+        total = 0.0
+        for chunk in chunks:
+            res = label_clips(chunk, P, weighting=weighting, beta=beta, decay=decay,
+                              time_limit=time_limit, solver=solver)
+            if not res.optimal:
+                log.warning("classify_video: class %r, %d clips: %s", name, len(chunk), res.fallback_reason)
+            total += res.objective
+        objectives[name] = total
     best = max(objectives, key=lambda n: objectives[n])  # max keeps the first of equal keys
     return best, objectives
 

@@ -216,8 +216,15 @@ def test_classify_video_picks_the_class_whose_cooccurrence_fits():
     assert best == "escalation" and objs["escalation"] > objs["stable"]
     conf = np.array([[0.05, 0.85, 0.1]] * 8)
     assert classify_video(conf, {n: m.matrix for n, m in mats.items()})[0] == "stable"
+    # a longer video in windows of 4 clips: the objective is the sum over the windows
+    long_conf = np.vstack([conf, conf[:2]])
+    best, objs = classify_video(long_conf, {"stable": mats["stable"].matrix}, window=4)
+    parts = [label_clips(c, mats["stable"].matrix).objective for c in (long_conf[:4], long_conf[4:8], long_conf[8:])]
+    assert objs["stable"] == pytest.approx(sum(parts))
     with pytest.raises(ValueError, match="at least one class"):
         classify_video(conf, {})
+    with pytest.raises(ValueError, match="window"):
+        classify_video(conf, {"stable": mats["stable"].matrix}, window=1)
 
 
 def test_window_grows_then_slides_and_labels_newest_clip():
