@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -71,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
         print("imminence subscribe: no broker address: pass --bootstrap HOST:PORT, set bus.bootstrap in "
               "--config, or set IMMINENCE_BOOTSTRAP (start one with `imminence broker`)", file=sys.stderr)
         return 2
+
+    if logging.getLogger().level > logging.DEBUG:
+        # kafka-python logs every refused connection at ERROR; this command reports a dead broker itself.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
     def _on_term(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt

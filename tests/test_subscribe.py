@@ -1,0 +1,114 @@
+"""Subscribing: the `events()` helper (in-memory and Kafka) and `imminence subscribe` JSON lines."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streamer import schemas
+from streamer.bus import InMemoryBus
+from streamer.broker import free_port
+from streamer.kafka_bus import KafkaBus
+from streamer.subscribe import events, resolve_topic
+from tests.test_kafka_bus import indicator
+
+ROOT = Path(__file__).resolve().parents[1]
+IMMINENCE = [sys.executable, "-m", "imminence.cli"]
+IND = schemas.TOPIC_INDICATORS
+
+
+def test_resolve_topic_accepts_short_names_and_names_the_known_ones():
+    assert resolve_topic("indicators") == IND and resolve_topic(IND) == IND
+    with pytest.raises(ValueError, match="imminence.cells"):
+        resolve_topic("indicator")
+
+
+def test_events_yields_validated_dedups_stops_at_max_and_commits_only_what_it_handed_out():
+    bus = InMemoryBus(partitions=1)
+    for i in [0, 1, 1, 2, 3, 4]:  # one repeat
+        bus.publish(IND, indicator(i, camera="cam0"))
+    bus.publish_raw(IND, b"not json", key="cam0")
+    got = [r.event.event_id for r in events(IND, bus=bus, group="g", from_beginning=True, max_events=3,
+                                            idle_timeout=1)]
+    assert got == ["e-0", "e-1", "e-2"]
+    # The group continues after the last record handed out; the invalid one went to the DLQ.
+    rest = [r.event.event_id for r in events("indicators", bus=bus, group="g", idle_timeout=0.3)]
+    assert rest == ["e-3", "e-4"]
+    assert bus.stats().dead_lettered == 1
+    assert [d.reason[:17] for d in bus.records(schemas.TOPIC_DLQ)] == ["value is not JSON"]
+
+
+def test_events_idle_timeout_ends_an_empty_stream():
+    t = time.monotonic()
+    assert list(events(IND, bus=InMemoryBus(), idle_timeout=0.3)) == []
+    assert time.monotonic() - t < 3
+
+
+def _publish(bootstrap: str, ns: str, n: int) -> None:
+    bus = KafkaBus(bootstrap, namespace=ns)
+    try:
+        for i in range(n):
+            bus.publish(IND, indicator(i))
+        assert bus.flush(20)
+    finally:
+        bus.close()
+
+
+def test_events_reads_from_kafka(kafka_bootstrap, unique_name):
+    _publish(kafka_bootstrap, unique_name, 5)
+    from streamer.config import BusConfig
+
+    cfg = BusConfig(bootstrap=kafka_bootstrap, namespace=unique_name)
+    got = [r.event.event_id for r in events(IND, config=cfg, from_beginning=True, max_events=5, idle_timeout=20)]
+    assert sorted(got) == [f"e-{i}" for i in range(5)]
+
+
+def test_subscribe_command_prints_json_lines_and_exits_after_max(kafka_bootstrap, unique_name):
+    _publish(kafka_bootstrap, unique_name, 6)
+    base = [*IMMINENCE, "subscribe", "indicators", "--bootstrap", kafka_bootstrap, "--namespace", unique_name,
+            "--from-beginning"]
+    res = subprocess.run([*base, "--max", "4"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 4
+    objs = [json.loads(line) for line in lines]
+    assert all(o["schema"] == "imminence.indicator/1" for o in objs)
+    assert all(schemas.decode(IND, line).event_id == o["event_id"] for line, o in zip(lines, objs))
+
+    res = subprocess.run([*base, "--meta", "--idle-timeout", "3"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=60)
+    assert res.returncode == 0, res.stderr
+    metas = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(metas) == 6
+    assert {m["topic"] for m in metas} == {IND}
+    assert all(m["key"] == m["value"]["camera_id"] and m["offset"] >= 0 for m in metas)
+
+
+@pytest.mark.slow
+def test_subscribe_command_with_a_group_continues_where_it_stopped(kafka_bootstrap, unique_name):
+    _publish(kafka_bootstrap, unique_name, 5)
+    base = [*IMMINENCE, "subscribe", IND, "--bootstrap", kafka_bootstrap, "--namespace", unique_name,
+            "--group", f"{unique_name}-g", "--from-beginning"]
+    first = subprocess.run([*base, "--max", "2"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert first.returncode == 0, first.stderr
+    second = subprocess.run([*base, "--max", "3"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert second.returncode == 0, second.stderr
+    ids = [json.loads(x)["event_id"] for x in first.stdout.splitlines() + second.stdout.splitlines()]
+    assert sorted(ids) == [f"e-{i}" for i in range(5)]
+
+
+def test_subscribe_command_bad_input_gets_one_clear_message():
+    res = subprocess.run([*IMMINENCE, "subscribe", "nope", "--bootstrap", "127.0.0.1:1"], capture_output=True,
+                         text=True, cwd=ROOT, timeout=30)
+    assert res.returncode == 2 and "unknown topic 'nope'" in res.stderr
+    res = subprocess.run([*IMMINENCE, "subscribe", "cells"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=30, env={"PATH": "/usr/bin:/bin"})
+    assert res.returncode == 2 and "no broker address" in res.stderr
+    res = subprocess.run([*IMMINENCE, "subscribe", "cells", "--bootstrap", f"127.0.0.1:{free_port()}",
+                          "--max", "1"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert res.returncode == 1 and "cannot read from the broker" in res.stderr
+    assert "Traceback" not in res.stderr
