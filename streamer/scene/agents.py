@@ -618,38 +618,30 @@ def schedule(stages: list[Stage], rng: np.random.Generator) -> None:
             cursor[i] += n + int(rng.integers(1, 4))
 
 
+def _crossing(S: Stage, f: int) -> None:
+    """A passer-by who walks to the zebra crossing and crosses when both lanes are clear."""
+    rng, L = S.rng, S.layout
+    cx = rng.uniform(*L.crossing_x)
+    down = rng.random() < 0.5  # far -> near sidewalk, or back
+    y0 = rng.uniform(*L.far_band) if down else rng.uniform(*L.near_band)
+    y1 = rng.uniform(*L.near_band) if down else rng.uniform(*L.far_band)
+    side = int(rng.choice([-1, 1]))
+    probe = Person(S, 0, 0, cx, y0, Look.random(rng), 1)
+    speed = WALK * rng.uniform(0.9, 1.2)
+    road = probe.frames_for(cx, y1, speed)
+    if not (S.lane_free(0, f - 8, f + road + 8) and S.lane_free(1, f - 8, f + road + 8)):
+        return
+    p = S.walk_in(f, cx, y0, side, speed, look=probe.look)
+    p.go(cx, y1, speed).leave(int(rng.choice([-1, 1])), speed)
+    for lane in (0, 1):
+        S.lane_busy[lane].append((f - 4, f + road + 4))  # traffic waits for the pedestrian
+
+
 def background(S: Stage) -> None:
-    """Passers-by on both sidewalks (some with bags, some using the door) and lawful traffic."""
+    """Passers-by (alone or in pairs, some with bags, some using the door or the crossing, a rare jogger)
+    and lawful traffic that gives way at the crossing."""
     rng, L, fps = S.rng, S.layout, S.fps
     W = L.width
-    for band, rate in ((L.far_band, 0.10), (L.near_band, 0.12)):
-        f = -int(rng.uniform(0, 6) * fps)  # some are already in view at frame 0
-        while True:
-            f += max(1, int(rng.exponential(1 / rate) * fps))
-            if f >= S.n_frames:
-                break
-            y = rng.uniform(*band)
-            side = int(rng.choice([-1, 1]))
-            speed = WALK * rng.uniform(0.8, 1.2)
-            u = rng.random()
-            if band == L.far_band and u < 0.12:  # comes out of the door and walks away calmly
-                dx, dy = L.door_point
-                S.open_door(f - 1, f + 6)
-                p = S.person(f, dx, dy, facing=side)
-                p.go(dx + side * 0.3 * S.h(y), y, speed).leave(side, speed)
-            elif band == L.far_band and u < 0.22:  # walks in and enters the door
-                dx, dy = L.door_point
-                p = S.walk_in(f, dx, y, side, speed)
-                p.go(dx, dy, speed)
-                S.open_door(p.end - 5, p.end + 2)
-            else:
-                p = S.person(f, S.edge_x(side, y), y, facing=-side)
-                if rng.random() < 0.15:  # stops briefly (phone, window) on the way
-                    xm = rng.uniform(0.2, 0.8) * W
-                    p.go(xm, y, speed).stay(p.end + int(rng.integers(5, 15)), "stand")
-                p.leave(-side, speed)
-            if rng.random() < 0.18:
-                S.bag().add(p.start, p.end, "held", p, "back")
     for lane in (0, 1):
         direction = -1 if lane == 0 else 1
         f = -int(rng.uniform(0, 5) * fps)
@@ -661,3 +653,47 @@ def background(S: Stage) -> None:
             if f < S.n_frames and S.lane_free(lane, f, f + n, pad=3):
                 S.vehicle(f, lane, direction, speed)
                 f += n
+    f = 0
+    while True:
+        f += max(1, int(rng.exponential(25.0) * fps))
+        if f >= S.n_frames:
+            break
+        _crossing(S, f)
+    for band, rate in ((L.far_band, 0.10), (L.near_band, 0.12)):
+        f = -int(rng.uniform(0, 6) * fps)  # some are already in view at frame 0
+        while True:
+            f += max(1, int(rng.exponential(1 / rate) * fps))
+            if f >= S.n_frames:
+                break
+            y = rng.uniform(*band)
+            side = int(rng.choice([-1, 1]))
+            speed = WALK * rng.uniform(0.8, 1.2)
+            u = rng.random()
+            pair = None
+            if band == L.far_band and u < 0.12:  # comes out of the door and walks away calmly
+                dx, dy = L.door_point
+                S.open_door(f - 1, f + 6)
+                p = S.person(f, dx, dy, facing=side)
+                p.go(dx + side * 0.3 * S.h(y), y, speed).leave(side, speed)
+            elif band == L.far_band and u < 0.22:  # walks in and enters the door
+                dx, dy = L.door_point
+                p = S.walk_in(f, dx, y, side, speed)
+                p.go(dx, dy, speed)
+                S.open_door(p.end - 5, p.end + 2)
+            elif u < 0.25:  # a jogger: fast but steady, never looking back
+                p = S.person(f, S.edge_x(side, y), y, facing=-side)
+                p.leave(-side, RUN * rng.uniform(0.6, 0.8), "run")
+            else:
+                p = S.person(f, S.edge_x(side, y), y, facing=-side)
+                if rng.random() < 0.15:  # stops briefly (phone, window) on the way
+                    xm = rng.uniform(0.2, 0.8) * W
+                    p.go(xm, y, speed).stay(p.end + int(rng.integers(5, 15)), "stand")
+                p.leave(-side, speed)
+                if rng.random() < 0.15:  # walks with a companion, side by side
+                    y2 = float(np.clip(y + rng.uniform(3, 8), *band))
+                    pair = S.person(f, S.edge_x(side, y2) + side * 0.35 * S.h(y2), y2, facing=-side)
+                    for seg in p.segs:
+                        pair._add(seg.f1, seg.x1 + side * 0.35 * S.h(y2), y2, seg.mode, seg.facing)
+            for q in (p, pair):
+                if q is not None and rng.random() < 0.18:
+                    S.bag().add(q.start, q.end, "held", q, "back")

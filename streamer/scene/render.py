@@ -4,8 +4,8 @@ Everything is drawn with OpenCV primitives on uint8 BGR frames.  A camera's
 :class:`Layout` fixes the static street geometry (facades with a doorway, far
 sidewalk, road with lane markings and a zebra crossing, near sidewalk) and a
 simple perspective: a person whose feet are at image row ``y`` is
-:meth:`Layout.person_height` pixels tall (about 26% of the frame height at the
-facade line, 42% at the bottom edge), so at 640x360 people are 94-150 px tall,
+:meth:`Layout.person_height` pixels tall (about 28% of the frame height at the
+facade line, 42% at the bottom edge), so at 640x360 people are 100-150 px tall,
 the size OpenCV's default HOG people detector (64x128 window) finds best.
 
 People are drawn as upright silhouettes (head with hair, torso, two-segment arms
@@ -51,7 +51,7 @@ class Layout:
 
     def person_height(self, y: float) -> float:
         t = (y - self.facade_y) / max(1.0, self.height - self.facade_y)
-        return self.height * (0.26 + 0.16 * t)
+        return self.height * (0.28 + 0.14 * t)
 
     @property
     def far_band(self) -> tuple[float, float]:
@@ -79,7 +79,7 @@ def make_layout(rng: np.random.Generator, width: int, height: int) -> Layout:
     facade_y = int(height * rng.uniform(0.40, 0.46))
     road_top = facade_y + int(height * rng.uniform(0.12, 0.15))
     road_bottom = road_top + int(height * rng.uniform(0.21, 0.24))
-    hf = height * 0.26
+    hf = height * 0.28
     dw, dh = int(hf * 0.5), int(hf * 1.25)
     dx = int(rng.uniform(0.2, 0.8) * width)
     cw = int(width * 0.12)
@@ -165,7 +165,7 @@ def render_background(layout: Layout, rng: np.random.Generator) -> np.ndarray:
     cv2.rectangle(img, (bx + 4, by - 14), (bx + 8, by), (30, 30, 30), -1)
     cv2.rectangle(img, (bx + 82, by - 14), (bx + 86, by), (30, 30, 30), -1)
     # evening light: darker, slightly blue, with street-lamp pools; fixed texture noise
-    img = cv2.convertScaleAbs(img, alpha=0.85, beta=-5)
+    img = cv2.convertScaleAbs(img, alpha=float(rng.uniform(0.72, 0.95)), beta=-5)
     img[..., 0] = cv2.add(img[..., 0], 8)
     noise = rng.normal(0, 5, img.shape).astype(np.int16)
     img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
@@ -384,19 +384,20 @@ def draw_weapon(img: np.ndarray, hand: tuple[float, float], direction: tuple[flo
     hx, hy = hand
     dx, dy = direction
     if kind == "knife":
-        tip = (hx + dx * 0.2 * size, hy + dy * 0.2 * size)
-        grip = (hx - dx * 0.05 * size, hy - dy * 0.05 * size)
-        cv2.line(img, (int(grip[0]), int(grip[1])), (int(hx), int(hy)), (20, 20, 20), max(2, int(0.03 * size)), AA)
-        cv2.line(img, (int(hx), int(hy)), (int(tip[0]), int(tip[1])), (235, 235, 240), max(2, int(0.025 * size)), AA)
+        tip = (hx + dx * 0.28 * size, hy + dy * 0.28 * size)
+        grip = (hx - dx * 0.06 * size, hy - dy * 0.06 * size)
+        cv2.line(img, (int(grip[0]), int(grip[1])), (int(hx), int(hy)), (20, 20, 20), max(3, int(0.04 * size)), AA)
+        cv2.line(img, (int(hx), int(hy)), (int(tip[0]), int(tip[1])), (15, 15, 15), max(4, int(0.035 * size) + 2), AA)
+        cv2.line(img, (int(hx), int(hy)), (int(tip[0]), int(tip[1])), (235, 240, 245), max(2, int(0.035 * size)), AA)
         pts = [grip, tip]
     else:  # pistol: barrel along the arm, grip downward
-        tip = (hx + dx * 0.14 * size, hy + dy * 0.14 * size)
-        cv2.line(img, (int(hx), int(hy)), (int(tip[0]), int(tip[1])), (25, 25, 28), max(3, int(0.04 * size)), AA)
-        g = (hx - dy * 0.0 + 0.01 * size, hy + 0.07 * size)
-        cv2.line(img, (int(hx), int(hy)), (int(g[0]), int(g[1])), (25, 25, 28), max(3, int(0.035 * size)), AA)
+        tip = (hx + dx * 0.2 * size, hy + dy * 0.2 * size)
+        cv2.line(img, (int(hx), int(hy)), (int(tip[0]), int(tip[1])), (25, 25, 28), max(4, int(0.055 * size)), AA)
+        g = (hx + 0.01 * size, hy + 0.09 * size)
+        cv2.line(img, (int(hx), int(hy)), (int(g[0]), int(g[1])), (25, 25, 28), max(4, int(0.045 * size)), AA)
         pts = [(hx, hy), tip, g]
     a = np.array(pts)
-    pad = 0.03 * size
+    pad = 0.035 * size
     x1, y1 = a.min(axis=0) - pad
     x2, y2 = a.max(axis=0) + pad
     return x1, y1, x2, y2
