@@ -56,6 +56,8 @@ def main() -> int:
     ap.add_argument("--cell", type=float, default=100.0)
     ap.add_argument("--radius", type=float, default=1000.0)
     ap.add_argument("--workers", type=int, default=2, help="FFT threads")
+    ap.add_argument("--png", default="out/bench/kde_binning_error.png",
+                    help="figure of the surface and the binning error ('' for none)")
     ap.add_argument("--skip-binned-direct", action="store_true",
                     help="skip the direct sums over binned points (the slow exactness check)")
     args = ap.parse_args()
@@ -68,11 +70,34 @@ def main() -> int:
     return 0
 
 
+def save_figure(path: str, name: str, raw: np.ndarray, surfaces: dict[str, np.ndarray]) -> None:
+    """The raw-point surface and |FFT - raw| / peak per binning, on a 200 x 200 corner."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    crop = (slice(0, 200), slice(0, 200))
+    peak = raw.max()
+    fig, axes = plt.subplots(1, 1 + len(surfaces), figsize=(4 * (1 + len(surfaces)), 4), constrained_layout=True)
+    im = axes[0].imshow(raw[crop], origin="lower", cmap="magma")
+    axes[0].set_title(f"{name}: direct sum (per km²)")
+    fig.colorbar(im, ax=axes[0], shrink=0.8)
+    vmax = max(np.abs(s[crop] - raw[crop]).max() for s in surfaces.values()) / peak
+    for ax, (label, S) in zip(axes[1:], surfaces.items()):
+        im = ax.imshow(np.abs(S[crop] - raw[crop]) / peak, origin="lower", cmap="viridis", vmin=0, vmax=vmax)
+        ax.set_title(f"|FFT - direct| / peak, {label}")
+    fig.colorbar(im, ax=axes[1:], shrink=0.8)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    print(f"figure: {path}", file=sys.stderr)
+
+
 def bench(name, x, y, w, raster, common, args, check_binned: bool) -> None:
     print(f"{name}: direct sum over {args.points:,} raw points ...", file=sys.stderr)
     t_raw, raw = timed(lambda: kde_direct(x, y, w, **common))
     peak = raw.max()
-    rows = []
+    rows, surfaces = [], {}
     for binning, s in (("nearest", 1), ("linear", 1), ("nearest", 3), ("linear", 3)):
         t_fft, F = timed(lambda: kde(x, y, w, binning=binning, oversample=s, workers=args.workers, **common), 3)
         exact, t_bd, nodes = float("nan"), float("nan"), 0
@@ -82,6 +107,7 @@ def bench(name, x, y, w, raster, common, args, check_binned: bool) -> None:
             print(f"direct sum over {nodes:,} {binning}-binned nodes ...", file=sys.stderr)
             t_bd, D = timed(lambda: kde_direct(bx, by, bw, **common))
             exact = np.abs(F - D).max() / D.max()
+        surfaces[f"{binning} x{s}"] = F
         rows.append((binning, s, t_fft, exact, np.abs(F - raw).max() / peak,
                      np.abs(F - raw).mean() / peak, t_bd, nodes))
 
@@ -92,6 +118,8 @@ def bench(name, x, y, w, raster, common, args, check_binned: bool) -> None:
           f"{'max |FFT-direct(raw)|/peak':>27s} {'mean':>9s} {'direct(binned) s':>17s}")
     for b, s, t, ex, mx, mn, tbd, nodes in rows:
         print(f"{b:8s} {s:10d} {t:7.3f} {ex:26.2e} {mx:27.2%} {mn:9.2e} {tbd:17.2f}")
+    if args.png and name == "uniform":
+        save_figure(args.png, name, raw, surfaces)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def brute_force(W, unary=None):
 
 # -- exactness ---------------------------------------------------------------------------
 @pytest.mark.parametrize("solver,lp_first", MODES)
-@pytest.mark.parametrize("h,k", [(4, 3), (3, 4)])
+@pytest.mark.parametrize("h,k", [(4, 3), (3, 4), (2, 5)])
 def test_random_dense_weights_match_brute_force(solver, lp_first, h, k):
     rng = np.random.default_rng(100 * h + k)
     for _ in range(12):
