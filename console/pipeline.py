@@ -62,9 +62,26 @@ def cut_clip(video: Path, out: Path, seconds: float) -> Path:
     return out
 
 
+def train_concept_models(dataset: Path, out: Path, detectors: Any) -> Any:
+    """Train the concept classifiers and co-occurrence on the scene (``imminence concepts train``).
+
+    Returns a copy of ``detectors`` that uses them, so workers and uploads label
+    clips with concepts and GMCP as a deployment with trained models would.
+    """
+    from imminence.cli import main as imminence
+
+    rc = imminence(["concepts", "train", str(dataset), "--out", str(out)])
+    if rc != 0:
+        raise RuntimeError(f"imminence concepts train {dataset} failed with exit code {rc}")
+    d = detectors.model_copy(deep=True)
+    d.concepts.model = str(out / "concepts.json")
+    d.gmcp.cooccurrence = str(out / "cooccurrence.json")
+    return d
+
+
 def run_scene_pipeline(bootstrap: str, namespace: str, workdir: str | Path, *, cameras: int = 2,
                        minutes: float = 0.5, fps: float = 5.0, seed: int = 0,
-                       detectors: Optional[Any] = None) -> SceneRun:
+                       detectors: Optional[Any] = None, train_concepts: bool = True) -> SceneRun:
     """Generate, replay, score and map a scene on ``bootstrap`` under ``namespace``; returns what it made."""
     from detectors.config import DetectorsConfig
     from inference.config import ScoringConfig
@@ -81,6 +98,8 @@ def run_scene_pipeline(bootstrap: str, namespace: str, workdir: str | Path, *, c
     detectors = detectors or DetectorsConfig()
     ds = generate_dataset(workdir / "scene", cameras=cameras, minutes=minutes, seed=seed, fps=fps * 2,
                           size=(320, 180))
+    if train_concepts:
+        detectors = train_concept_models(ds, workdir / "concepts", detectors)
     videos, grid_cfg = dataset_videos(ds, fps=fps)
     grid = Grid.from_config(grid_cfg)
     clip = cut_clip(videos[0].path, workdir / "upload-clip.avi", 6.0)

@@ -85,24 +85,31 @@
     S.map = map;
     if (g.kind === "lonlat" && S.config && S.config.tile_url)
       L.tileLayer(S.config.tile_url, { attribution: S.config.tile_attribution || "" }).addTo(map);
-    const renderer = g.cells.length > SVG_MAX ? L.canvas({ padding: 0.2 }) : L.svg();
+    const svgMode = g.cells.length <= SVG_MAX;
+    const renderer = svgMode ? L.svg() : L.canvas({ padding: 0.2 });
     const frag = document.createDocumentFragment();
     let bounds = null;
+    // One layer group with one click handler: 10,000 cells stay cheap to build.
+    const group = L.featureGroup();
+    group.on("click", (e) => { if (e.layer && e.layer.cellId) selectCell(e.layer.cellId); });
     for (const id of g.cells) {
       const b = cellBounds(g, id);
       const rect = L.rectangle(b, { renderer, weight: 0.4, color: "#8a919c", opacity: 0.6, fillColor: NONE, fillOpacity: 0.35 });
       rect.cellId = id; rect.colour = NONE;
-      rect.on("click", () => selectCell(id));
-      rect.on("add", () => { if (rect._path) { rect._path.setAttribute("data-cell-id", id); rect._path.setAttribute("data-color", rect.colour); } });
-      rect.addTo(map);
+      if (svgMode) rect.on("add", () => { rect._path.setAttribute("data-cell-id", id); rect._path.setAttribute("data-color", rect.colour); });
+      group.addLayer(rect);
       S.cells.set(id, rect);
-      const li = h("li", { "data-cell-id": id, "data-color": NONE, "data-class": "0", "data-value": "0" }, id);
+      const li = document.createElement("li");
+      li.textContent = id;
+      li.dataset.cellId = id; li.dataset.color = NONE; li.dataset.class = "0";
       S.index.set(id, li); frag.append(li);
-      bounds = bounds ? bounds.extend(b) : L.latLngBounds(b);
+      const ll = L.latLngBounds(b);
+      bounds = bounds ? bounds.extend(ll) : ll;
     }
     $("cell-index").append(frag);
     S.bounds = bounds;
-    if (bounds) map.fitBounds(bounds, { padding: [10, 10] });
+    if (bounds) map.fitBounds(bounds, { padding: [10, 10], animate: false });
+    group.addTo(map);
     addLegend(map);
     for (const c of S.cams.values()) placeCamera(c);
   }
