@@ -193,6 +193,32 @@ def test_uncommitted_records_are_redelivered_to_the_next_group_member(bus, uniqu
         sub2.close()
 
 
+@pytest.mark.slow
+def test_a_rebalance_does_not_commit_records_returned_but_not_committed(bus, unique_name):
+    """Revoked partitions are not committed on revocation: their uncommitted records are read again."""
+    group = f"{unique_name}-g"
+    events = [indicator(i, camera=f"cam{i % 12}") for i in range(30)]
+    a = bus.subscribe([IND], group=group, from_beginning=True, client_id="a")
+    b = None
+    try:
+        for e in events:
+            bus.publish(IND, e)
+        assert bus.flush(20)
+        assert set(collect([a], {e.event_id for e in events})) == {e.event_id for e in events}
+        b = bus.subscribe([IND], group=group, from_beginning=True, client_id="b")  # triggers a rebalance
+        again = collect([a, b], {e.event_id for e in events}, 40)
+        assert set(again) == {e.event_id for e in events}  # every uncommitted record delivered again
+        assert a.assignment() and b.assignment() and not a.assignment() & b.assignment()
+        a.commit()
+        b.commit()
+        committed = sum(a.consumer.committed(TopicPartition(bus.wire(IND), p)) or 0 for p in range(3))
+        assert committed == 30
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+
+
 def test_invalid_records_go_to_the_dlq_and_the_consumer_keeps_going(bus, kafka_bootstrap, unique_name, caplog):
     bus.ensure_topics([IND])
     wire = bus.wire(IND)
@@ -352,20 +378,17 @@ def test_broker_killed_and_restarted_on_s3_loses_nothing(s3_broker, unique_name)
     # A short delivery timeout makes kafka-python give records back during the outage, so the
     # outbox's own re-send path is exercised too (not only kafka-python's internal retries).
     bus = KafkaBus(s3_broker.bootstrap, namespace=unique_name, delivery_timeout_ms=2000)
+    sub = bus.subscribe([IND], group=group, from_beginning=True)
+    tps = [TopicPartition(bus.wire(IND), p) for p in range(3)]
     try:
         first = [indicator(i, tag="a") for i in range(50)]
-        sub = bus.subscribe([IND], group=group, from_beginning=True)
-        try:
-            for e in first:
-                bus.publish(IND, e)
-            assert bus.flush(20)
-            assert set(collect([sub], {e.event_id for e in first})) == {e.event_id for e in first}
-            sub.commit()
-            tps = [TopicPartition(bus.wire(IND), p) for p in range(3)]
-            committed = {tp: sub.consumer.committed(tp) for tp in tps}
-            assert sum(v or 0 for v in committed.values()) == 50
-        finally:
-            sub.close()
+        for e in first:
+            bus.publish(IND, e)
+        assert bus.flush(20)
+        assert set(collect([sub], {e.event_id for e in first})) == {e.event_id for e in first}
+        sub.commit()
+        committed = {tp: sub.consumer.committed(tp) for tp in tps}
+        assert sum(v or 0 for v in committed.values()) == 50
 
         second = [indicator(i, tag="b") for i in range(300)]
         slowest = 0.0
@@ -385,15 +408,20 @@ def test_broker_killed_and_restarted_on_s3_loses_nothing(s3_broker, unique_name)
         assert s.dropped == 0 and s.failed == 0
         assert s.retries > 0  # records did fail during the outage and were sent again
 
-        sub2 = bus.subscribe([IND], group=group, from_beginning=False)
+        # The group's committed offsets survived the crash (read without joining the group)...
+        probe = KafkaConsumer(bootstrap_servers=s3_broker.bootstrap, group_id=group, enable_auto_commit=False)
         try:
-            got = collect([sub2], {e.event_id for e in second}, 60)
-            assert set(got) == {e.event_id for e in second}
-            assert not any(eid.startswith("a-") for eid in got)  # committed offsets survived the crash
-            assert {tp: sub2.consumer.committed(tp) for tp in tps} == committed
+            assert {tp: probe.committed(tp) for tp in tps} == committed
         finally:
-            sub2.close()
+            probe.close()
+        # ...and the consumer that lived through it receives every record published meanwhile.
+        got = collect([sub], {e.event_id for e in second}, 60)
+        assert set(got) == {e.event_id for e in second}
+        assert not any(eid.startswith("a-") for eid in got)
+        sub.commit()
+        assert sum(sub.consumer.committed(tp) or 0 for tp in tps) >= 350
     finally:
+        sub.close()
         bus.close(5)
 
 
