@@ -8,7 +8,9 @@ exact frame counts), beside ``CAM.gt.json`` (:class:`streamer.dataset.GroundTrut
 per-clip concept and crimes, per-frame boxes ``[class, x1, y1, x2, y2, track]``
 with classes :data:`CLASSES`, and the staged episodes) and ``manifest.json``
 (positions in distinct 250 m cells of a downtown-Toronto study area, given as
-the manifest's ``grid``, and evening start times).
+the manifest's ``grid``, and evening start times; no analysis rate, so the
+replay's applies).  Track ids are stable per object within a camera; a person
+who goes out of view through the door and comes back keeps the same id.
 
 Determinism: the same arguments give byte-identical ground truth and manifest;
 the videos are identical too with the same OpenCV build.
@@ -222,7 +224,7 @@ def generate_dataset(out: str | Path, cameras: int = 4, minutes: float = 2.0, se
                             frames=frames, episodes=episodes)
         write_ground_truth(out / f"{cam}.gt.json", truth)
         entries.append(VideoEntry(file=video.name, camera_id=cam, position=positions[i],
-                                  start=t0 + timedelta(seconds=int(offsets[i])), fps=fps,
+                                  start=t0 + timedelta(seconds=int(offsets[i])),
                                   annotations=f"{cam}.gt.json"))
         if progress:
             log.info("scene: %s %d frames, %d episodes, %.1f s", cam, n_frames, len(S.episodes), time.perf_counter() - t)
