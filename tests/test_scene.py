@@ -62,10 +62,11 @@ def test_temporal_structure_of_episodes(demo):
             for c in range(ep.first_clip, ep.end_clip):
                 assert gt.clips[c].crimes == ep.crimes
             if ep.kind == "larceny":
-                assert order == ["loitering", "item_seizure", "suspicious_exit"]
+                assert order[:2] == ["loitering", "item_seizure"] and order[2:] in ([], ["suspicious_exit"])
             if ep.kind.startswith("robbery"):
                 i = order.index("forceful_seizure")
-                assert order[i - 1] in ("loitering", "lethal_object") and order[i + 1] == "suspicious_exit"
+                assert order[i + 1] == "suspicious_exit"
+                assert ep.kind == "robbery_snatch" or order[i - 1] == "lethal_object"
             if ep.kind == "burglary":
                 assert order.index("sneaking") < order.index("suspicious_exit")
             seen[ep.kind] += 1
@@ -197,6 +198,10 @@ def test_yolo_export_labels_match(demo, tmp_path):
         c, cx, cy, w, h = map(float, line.split())
         assert c == b[0] and cx * 640 == pytest.approx((b[1] + b[3]) / 2, abs=0.01)
         assert h * 360 == pytest.approx(b[4] - b[2], abs=0.01)
+    # exporting again, sparser, leaves no stale images behind
+    export_yolo(demo, tmp_path / "yolo", every_n=120, val_fraction=0.25)
+    assert len(list((tmp_path / "yolo" / "images" / "train").glob("*.jpg"))) == 4 * 8
+    assert len(list((tmp_path / "yolo" / "labels" / "train").glob("*.txt"))) == 4 * 8
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -12,9 +12,9 @@ traffic, people using the door).  The templates encode the temporal structure
 the GMCP stage learns as co-occurrence (concept of clip i -> concept of clip j
 nearby)::
 
-    larceny         loitering(2-3) -> item_seizure(1-2) -> suspicious_exit(1)
+    larceny         loitering(2-3) -> item_seizure(1-2) -> [suspicious_exit(1), p=0.8]
     robbery_armed   loitering(1-2) -> lethal_object(1-2) -> forceful_seizure(1-2) -> suspicious_exit(1)
-    robbery_snatch  loitering(1-2) -> forceful_seizure(1-2) -> suspicious_exit(1)
+    robbery_snatch  [loitering(1-2), p=0.8] -> forceful_seizure(1-2) -> suspicious_exit(1)
     burglary        [camera_tampering(1), p=0.4] -> sneaking(2-3) -> normal(1-2, inside) -> suspicious_exit(1-2)
     battery         [loitering(1), p=0.5] -> violent_movement(2-3) -> [suspicious_exit(1), p=0.6]
     traffic         traffic_violation(1-2)            (speeding, wrong way, or not stopping at the crossing)
@@ -321,7 +321,7 @@ def _spot(S: Stage, band: tuple[float, float], lo: float, hi: float) -> tuple[fl
 def ep_larceny(S: Stage, P: Phases) -> list[int]:
     """A thief loiters near someone who put a bag down, takes it, walks off, then runs."""
     rng, W = S.rng, S.layout.width
-    (l0, l1), (s0, s1), (e0, e1) = P["loitering"], P["item_seizure"], P["suspicious_exit"]
+    (l0, l1), (s0, s1) = P["loitering"], P["item_seizure"]
     band = S.pick_band()
     side = int(rng.choice([-1, 1]))  # the thief's side
     xv, yv = _spot(S, band, 0.35, 0.65)
@@ -343,7 +343,10 @@ def ep_larceny(S: Stage, P: Phases) -> list[int]:
     thief.stay(grab + 3, "reach", facing=-side)
     bag.add(put, grab + 3, "ground", xb, yb)
     thief.go_by(s1, thief.x + side * 0.08 * W, thief.y, "walk")
-    thief.leave(side, RUN, "run", lookback=True)
+    if "suspicious_exit" in P:
+        thief.leave(side, RUN, "run", lookback=True)
+    else:  # a cool thief just walks on
+        thief.leave(side, WALK)
     bag.add(grab + 3, thief.end, "held", thief, "front")
     return [victim.tid, thief.tid, bag.tid]
 
@@ -351,7 +354,8 @@ def ep_larceny(S: Stage, P: Phases) -> list[int]:
 def ep_robbery(S: Stage, P: Phases, armed: bool) -> list[int]:
     """A robber waits, confronts a passer-by (with a knife or pistol when armed), wrestles the bag away and flees."""
     rng = S.rng
-    (s0, s1), (e0, e1) = P["forceful_seizure"], P["suspicious_exit"]
+    s0, s1 = P["forceful_seizure"]
+    e1 = P["suspicious_exit"][1] if "suspicious_exit" in P else s1 + S.clip_frames
     c0 = P["lethal_object"][0] if armed else s0
     band = S.pick_band(0.8)
     side = int(rng.choice([-1, 1]))
@@ -397,7 +401,7 @@ def ep_robbery(S: Stage, P: Phases, armed: bool) -> list[int]:
 def ep_burglary(S: Stage, P: Phases) -> list[int]:
     """A burglar creeps along the facade to the door, goes in, and later runs out with loot."""
     rng, L = S.rng, S.layout
-    (k0, k1), (x0, x1) = P["sneaking"], P["suspicious_exit"]
+    (k0, k1), (x0, _) = P["sneaking"], P["suspicious_exit"]
     dx, dy = L.door_point
     side = -1 if dx > L.width / 2 else 1  # approach from the side with more room
     if rng.random() < 0.3:
@@ -532,11 +536,11 @@ def ep_loiter(S: Stage, P: Phases) -> list[int]:
 #: kind -> (crimes, [(phase name, concept, min clips, max clips, probability the phase is present)])
 TEMPLATES: dict[str, tuple[tuple[str, ...], list[tuple[str, str, int, int, float]]]] = {
     "larceny": (("larceny",), [("loitering", "loitering", 2, 3, 1), ("item_seizure", "item_seizure", 1, 2, 1),
-                               ("suspicious_exit", "suspicious_exit", 1, 1, 1)]),
+                               ("suspicious_exit", "suspicious_exit", 1, 1, 0.8)]),
     "robbery_armed": (("robbery",), [("loitering", "loitering", 1, 2, 1), ("lethal_object", "lethal_object", 1, 2, 1),
                                      ("forceful_seizure", "forceful_seizure", 1, 2, 1),
                                      ("suspicious_exit", "suspicious_exit", 1, 1, 1)]),
-    "robbery_snatch": (("robbery",), [("loitering", "loitering", 1, 2, 1), ("forceful_seizure", "forceful_seizure", 1, 2, 1),
+    "robbery_snatch": (("robbery",), [("loitering", "loitering", 1, 2, 0.8), ("forceful_seizure", "forceful_seizure", 1, 2, 1),
                                       ("suspicious_exit", "suspicious_exit", 1, 1, 1)]),
     "burglary": (("burglary",), [("camera_tampering", "camera_tampering", 1, 1, 0.4), ("sneaking", "sneaking", 2, 3, 1),
                                  ("inside", "normal", 1, 2, 1), ("suspicious_exit", "suspicious_exit", 1, 2, 1)]),

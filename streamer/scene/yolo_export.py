@@ -10,6 +10,7 @@ Every ``every_n``-th frame of every annotated video is exported.  The split is
 by time, not at random: the last ``val_fraction`` of each video goes to ``val``,
 so neighbouring, nearly identical frames never sit on both sides of it.
 Frames with no boxes are kept (empty label file) as background examples.
+Exporting again into the same folder replaces the earlier images and labels.
 """
 from __future__ import annotations
 
@@ -39,9 +40,13 @@ def export_yolo(dataset_dir: str | Path, out_dir: str | Path, every_n: int = 5, 
     out = Path(out_dir)
     names: Optional[list[str]] = None
     counts = {"train": 0, "val": 0}
-    for split in counts:
-        (out / "images" / split).mkdir(parents=True, exist_ok=True)
-        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+    for split in counts:  # a re-export replaces the images and labels of an earlier one
+        for kind, pattern in (("images", "*.jpg"), ("labels", "*.txt")):
+            d = out / kind / split
+            d.mkdir(parents=True, exist_ok=True)
+            for old in d.glob(pattern):
+                old.unlink()
+        (out / "labels" / f"{split}.cache").unlink(missing_ok=True)  # ultralytics' label cache
     for entry in ds.videos:
         truth = ds.ground_truth(entry)
         if truth is None:
