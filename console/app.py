@@ -88,6 +88,7 @@ def create_app(cfg: WebConfig, source: ConsoleState, *,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        _app.state.stopping = False  # the same app may be served again (tests restart servers)
         yield
         _app.state.stopping = True
         if on_shutdown is not None:

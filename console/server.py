@@ -80,6 +80,21 @@ def build_console(web: WebConfig, *, grid: Optional[Grid] = None, bus: Any = Non
     return console
 
 
+class ConsoleServer(uvicorn.Server):
+    """uvicorn that ends the open event streams first, so shutdown does not wait on them."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.config.app.state.stopping = True
+        super().handle_exit(sig, frame)
+
+
+def serve(app: FastAPI, host: str, port: int, *, tls_cert: Optional[str] = None, tls_key: Optional[str] = None) -> None:
+    """Serve the console in the foreground until SIGINT/SIGTERM."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", ssl_certfile=tls_cert,
+                            ssl_keyfile=tls_key, timeout_graceful_shutdown=3)
+    ConsoleServer(config).run()
+
+
 class ServerThread:
     """uvicorn serving an app in a daemon thread (for tests and benchmarks)."""
 
@@ -90,7 +105,8 @@ class ServerThread:
         self.port = port or free_port(host)
         config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="on",
                                 timeout_graceful_shutdown=2, **kwargs)
-        self.server = uvicorn.Server(config)
+        self.app = app
+        self.server = ConsoleServer(config)
         self.thread = threading.Thread(target=self.server.run, name="console-uvicorn", daemon=True)
 
     @property
@@ -107,6 +123,7 @@ class ServerThread:
         return self
 
     def stop(self) -> None:
+        self.app.state.stopping = True  # end the event streams, then the server
         self.server.should_exit = True
         self.thread.join(10)
 

@@ -267,3 +267,27 @@ def test_page_reconnects_after_server_restart(browser, scene):
     finally:
         page.close()
         server2.stop()
+
+
+def test_stale_banner_while_broker_is_down(browser, scene):
+    """The page says the data is stale, and since when, while the broker is unreachable; it clears on return."""
+    from console.state import BusFeed, ConsoleState
+    from console.app import create_app
+    from streamer.bus import InMemoryBus
+
+    up = {"ok": True}
+    state = ConsoleState(WebConfig(), scene.grid)
+    feed = BusFeed(state, InMemoryBus(), "stale-test", probe=lambda: up["ok"], probe_every_s=0.1).start()
+    state.apply(schemas.TOPIC_MAPS, samples.snapshot(scene.grid, {scene.grid.cell_ids()[0]: 1.0}))
+    try:
+        with ServerThread(create_app(WebConfig(), state)) as server:
+            page = _open(browser, server.url)
+            assert page.locator("#stale-banner").is_hidden()
+            up["ok"] = False
+            page.wait_for_selector("#stale-banner:not([hidden])", timeout=10_000)
+            assert "stale since" in page.inner_text("#stale-banner")
+            up["ok"] = True
+            page.wait_for_selector("#stale-banner[hidden]", state="attached", timeout=10_000)
+            page.close()
+    finally:
+        feed.stop()

@@ -42,9 +42,7 @@ def run(args: argparse.Namespace) -> int:
         print(hash_password(pw))
         return 0
 
-    import uvicorn
-
-    from console.server import build_console, default_analyzer_factory
+    from console.server import build_console, default_analyzer_factory, serve
     from imminence.config import ImminenceConfig, load_config
 
     if args.config:
@@ -84,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"imminence web: console at {scheme}://{web.host}:{web.port}/ "
           f"({'run folder ' + args.run_dir if args.run_dir else 'live from ' + bootstrap})", file=sys.stderr, flush=True)
     try:
-        uvicorn.run(console.app, host=web.host, port=web.port, log_level="warning",
-                    ssl_certfile=web.tls_cert, ssl_keyfile=web.tls_key, timeout_graceful_shutdown=3)
+        serve(console.app, web.host, web.port, tls_cert=web.tls_cert, tls_key=web.tls_key)
     finally:
         console.close()
     return 0
