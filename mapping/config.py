@@ -27,3 +27,13 @@ class ForecastConfig(_Strict):
 
     checkpoint: Optional[str] = Field(default=None, description="trained forecast checkpoint (.pt, weights only)")
     predictions: Optional[str] = Field(default=None, description="forecast output file the map service merges")
+    incidents: list[str] = Field(default_factory=list, description="incident CSVs to train from (paths)")
+    incidents_format: Literal["sf", "toronto-mci", "generic"] = Field(
+        default="generic", description="layout of the incident files")
+    incidents_map: Optional[str] = Field(default=None, description="generic: time=COL,category=COL,lon=COL,lat=COL")
+    epochs: int = Field(default=4, ge=1, description="training epochs")
+    max_steps: Optional[int] = Field(default=None, ge=1, description="cap on steps per epoch (CPU budgets)")
+    width: float = Field(default=0.25, gt=0, le=1, description="CNN channel multiplier (1.0 = the design's 32..256)")
+    history_days: int = Field(default=30, ge=2, description="T, days per LSTM window")
+    seed: int = 0
+    kde_radius_m: float = Field(default=1000.0, gt=0, description="search radius of the KDE baseline")

@@ -22,6 +22,7 @@ Categories map to crime types through ``configs/crime_categories.yaml``.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Sequence
@@ -160,7 +161,9 @@ def _parse_times(values: pd.Series, source: str, column: str, fmt: Optional[str]
     """Parse a date column; a format that fails on (nearly) every row is an error, not a row count."""
     s = values.astype("string").str.strip()
     try:
-        t = pd.to_datetime(s, format=fmt, errors="coerce", utc=utc)
+        with warnings.catch_warnings():  # pandas warns when it falls back to per-row parsing
+            warnings.simplefilter("ignore", UserWarning)
+            t = pd.to_datetime(s, format=fmt, errors="coerce", utc=utc)
     except (ValueError, TypeError) as exc:
         raise IncidentError(f"{source}: column {column!r}: unreadable date format ({exc})") from None
     present = s.notna() & (s != "")
