@@ -17,7 +17,8 @@ nearby)::
     robbery_snatch  [loitering(1-2), p=0.8] -> forceful_seizure(1-2) -> suspicious_exit(1)
     burglary        [camera_tampering(1), p=0.4] -> sneaking(2-3) -> normal(1-2, inside) -> suspicious_exit(1-2)
     battery         [loitering(1), p=0.5] -> violent_movement(2-3) -> [suspicious_exit(1), p=0.6]
-    traffic         traffic_violation(1-2)            (speeding, wrong way, or not stopping at the crossing)
+    traffic         traffic_violation(1-2)            (speeding, wrong way, not stopping at the crossing,
+                                                       a cyclist against the traffic or fast on the sidewalk)
     tampering       camera_tampering(1-2)             (blackout, cover, blur, brightness jump, camera shift)
     loiter          loitering(2-3)                    (nobody is harmed: loitering does not always lead to crime)
 
@@ -46,8 +47,8 @@ import numpy as np
 from streamer.scene.render import BAGS, CARS, Layout, Look, Pose, Tamper
 
 WALK, RUN, LOITER, SNEAK = 0.8, 2.0, 0.15, 0.25  # body heights per second
-MODES = ("walk", "run", "stand", "loiter", "crouch", "reach", "fight", "struggle", "point", "handsup")
-STRIDE = {"walk": 0.85, "loiter": 0.5, "run": 1.3, "crouch": 0.35}  # body heights per gait cycle
+MODES = ("walk", "run", "stand", "loiter", "crouch", "reach", "fight", "struggle", "point", "handsup", "ride")
+STRIDE = {"walk": 0.85, "loiter": 0.5, "run": 1.3, "crouch": 0.35, "ride": 1.2}  # body heights per gait (pedal) cycle
 
 
 @dataclass
@@ -200,6 +201,15 @@ class Weapon:
 
 
 @dataclass
+class Bicycle:
+    """A bicycle under a rider (a :class:`Person` in ``ride`` mode); a ``vehicle`` box of its own."""
+
+    tid: int
+    rider: Person
+    colour: tuple[int, int, int]
+
+
+@dataclass
 class Vehicle:
     tid: int
     kind: str  # car | van
@@ -234,6 +244,7 @@ class Stage:
         self.bags: list[Bag] = []
         self.weapons: list[Weapon] = []
         self.vehicles: list[Vehicle] = []
+        self.bicycles: list[Bicycle] = []
         self.tampers: list[Tamper] = []
         self.door_open = np.zeros(n_frames, bool)
         self.lane_busy: list[list[tuple[int, int]]] = [[], []]
@@ -295,6 +306,17 @@ class Stage:
         self.vehicles.append(v)
         self.lane_busy[lane].append((f0, f0 + n))
         return v
+
+    def cyclist(self, f0: int, lane: int, direction: int, speed: float, on_sidewalk: bool = False) -> Person:
+        """A person riding a bicycle across the frame from frame f0 at ``speed`` body heights per second."""
+        L = self.layout
+        y = (L.near_band[0] + L.near_band[1]) / 2 if on_sidewalk else L.lanes[lane] - 0.05 * (L.road_bottom - L.road_top)
+        p = self.person(f0, self.edge_x(-direction, y), y, facing=direction)
+        p.leave(direction, speed, "ride")
+        self.bicycles.append(Bicycle(self.new_id(), p, CARS[self.rng.integers(len(CARS))]))
+        if not on_sidewalk:
+            self.lane_busy[lane].append((f0, p.end))
+        return p
 
     def lane_free(self, lane: int, f0: int, f1: int, pad: int = 0) -> bool:
         return all(f1 + pad <= a or f0 - pad >= b for a, b in self.lane_busy[lane])
@@ -466,7 +488,7 @@ def ep_traffic(S: Stage, P: Phases) -> list[int]:
     """A vehicle speeding, driving the wrong way, or not stopping for someone on the crossing."""
     rng, L = S.rng, S.layout
     t0, t1 = P["traffic_violation"]
-    variant = str(rng.choice(["speeding", "wrong_way", "crossing"]))
+    variant = str(rng.choice(["speeding", "wrong_way", "crossing", "bike_wrong_way", "bike_sidewalk"]))
     lane = int(rng.integers(2))
     lawful = -1 if lane == 0 else 1
     W = L.width
@@ -479,6 +501,11 @@ def ep_traffic(S: Stage, P: Phases) -> list[int]:
     elif variant == "wrong_way":
         speed = max(0.035 * W, (W + 2.5 * S.h(L.lanes[lane])) / max(4, (t1 - t0 - 2)))
         ids.append(S.vehicle(t0 + 1, lane, -lawful, speed).tid)
+    elif variant.startswith("bike"):  # a cyclist against the traffic, or riding fast along the sidewalk
+        wrong = variant == "bike_wrong_way"
+        p = S.cyclist(t0 + 1, lane, -lawful if wrong else int(rng.choice([-1, 1])), rng.uniform(2.2, 3.0),
+                      on_sidewalk=not wrong)
+        ids += [p.tid, S.bicycles[-1].tid]
     else:
         cx = (L.crossing_x[0] + L.crossing_x[1]) / 2
         yf, yn = L.far_band[1] - 2, L.near_band[0] + 4
@@ -657,6 +684,14 @@ def background(S: Stage) -> None:
             if f < S.n_frames and S.lane_free(lane, f, f + n, pad=3):
                 S.vehicle(f, lane, direction, speed)
                 f += n
+    f = 0
+    while True:  # lawful cyclists, in the lane's direction
+        f += max(1, int(rng.exponential(30.0) * fps))
+        lane = int(rng.integers(2))
+        if f >= S.n_frames:
+            break
+        if S.lane_free(lane, f - 5, f + int(4 * fps)):
+            S.cyclist(f, lane, -1 if lane == 0 else 1, rng.uniform(1.6, 2.2))
     f = 0
     while True:
         f += max(1, int(rng.exponential(25.0) * fps))

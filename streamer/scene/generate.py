@@ -33,7 +33,7 @@ from streamer.dataset import (ClipTruth, DatasetManifest, EpisodeTruth, GroundTr
                               write_ground_truth, write_manifest)
 from streamer.scene.agents import Stage, background, schedule
 from streamer.scene.render import (BAG, CLASSES, PERSON, VEHICLE, WEAPON, apply_tamper, clip_box,
-                                   draw_bag, draw_open_door, draw_person, draw_vehicle, draw_weapon,
+                                   draw_bag, draw_bicycle, draw_open_door, draw_person, draw_vehicle, draw_weapon,
                                    make_layout, render_background)
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,14 @@ def render_frames(S: Stage, bg: np.ndarray, rng: np.random.Generator) -> Iterato
             if s is not None and s[2] == "held":
                 bag_held.setdefault(s[3].tid, []).append((b, s[4]))
         weapons = {w.holder.tid: w for w in S.weapons if w.f0 <= f < w.f1}
+        bikes = {b.rider.tid: b for b in S.bicycles}
         for _, kind, tid, obj, extra in items:
             if kind == 1:
+                bike = bikes.get(tid)
+                if bike is not None:  # the bicycle goes under its rider
+                    box = draw_bicycle(img, extra.x, extra.y, S.h(extra.y) * obj.look.scale, extra.facing,
+                                       bike.colour, extra.phase)
+                    boxes.append([VEHICLE, *box, bike.tid])
                 d = draw_person(img, extra, obj.look, S.h(extra.y))
                 drawn[tid] = d
                 boxes.append([PERSON, *d.box, tid])

@@ -281,6 +281,12 @@ def draw_person(img: np.ndarray, pose: Pose, look: Look, base_height: float) -> 
         thigh, shin = (rad(6), -rad(6)), (rad(6), -rad(6))
         arms = ((rad(160) + rad(8) * j[0], rad(175)), (rad(150) + rad(8) * j[1], rad(170)))
         lean = -rad(6)
+    elif m == "ride":  # on a bicycle: pedalling legs, leaning onto the handlebar
+        c, s = math.cos(pose.phase), math.sin(pose.phase)
+        thigh = (rad(62) + rad(22) * s, rad(62) - rad(22) * s)
+        shin = (rad(-8) + rad(25) * c, rad(-8) - rad(25) * c)
+        arms = ((rad(62), rad(80)), (rad(58), rad(76)))
+        lean = rad(28)
     else:  # stand
         sway = rad(3) * j[0]
         thigh, shin = (rad(6) + sway, -rad(6) + sway), (rad(6) + sway, -rad(6) + sway)
@@ -293,7 +299,7 @@ def draw_person(img: np.ndarray, pose: Pose, look: Look, base_height: float) -> 
         kn, ft = _limb((0.0, 0.0), thigh[k], leg1, shin[k], leg2, d)
         knees.append(kn)
         feet.append(ft)
-    ground = max(feet[0][1], feet[1][1]) + 0.02 * h
+    ground = 0.5 * h if m == "ride" else max(feet[0][1], feet[1][1]) + 0.02 * h  # riders sit on the saddle
     ox, oy = pose.x, pose.y - ground  # hip in image coordinates
     T = lambda p: (ox + p[0], oy + p[1])  # noqa: E731
     sh = (d * torso * math.sin(lean), -torso * math.cos(lean))
@@ -435,6 +441,28 @@ def draw_vehicle(img: np.ndarray, x: float, y: float, size: float, direction: in
     back = x1 if direction > 0 else x2
     cv2.circle(img, (I(back + direction * 4), I(body_top + 0.12 * Hh)), max(3, I(0.045 * Hh)), (30, 30, 220), -1, AA)
     return x1, top, x2, y
+
+
+def draw_bicycle(img: np.ndarray, x: float, y: float, size: float, direction: int, colour, phase: float) -> tuple[float, float, float, float]:
+    """A bicycle under a rider whose hip (saddle) is above (x, y - size/2); ``size`` is the rider's height."""
+    d = direction
+    r = 0.17 * size
+    back, front = (x - d * 0.28 * size, y - r), (x + d * 0.36 * size, y - r)
+    crank = (x + d * 0.04 * size, y - 0.8 * r)
+    saddle = (x - d * 0.02 * size, y - 0.5 * size)
+    bar = (x + d * 0.30 * size, y - 0.6 * size)
+    I = lambda p: (int(round(p[0])), int(round(p[1])))  # noqa: E731
+    t = max(2, int(0.022 * size))
+    for wc in (back, front):
+        cv2.circle(img, I(wc), int(r), (20, 20, 20), max(2, int(0.03 * size)), AA)
+        cv2.circle(img, I(wc), 2, (160, 160, 160), -1, AA)
+    for a, b in ((back, crank), (crank, saddle), (saddle, back), (saddle, bar), (bar, front), (crank, bar)):
+        cv2.line(img, I(a), I(b), colour, t, AA)
+    pedal = (crank[0] + 0.06 * size * math.cos(phase), crank[1] + 0.06 * size * math.sin(phase))
+    cv2.line(img, I(crank), I(pedal), (30, 30, 30), t, AA)
+    x1 = min(back[0], front[0]) - r
+    x2 = max(back[0], front[0]) + r
+    return x1, min(bar[1], saddle[1]) - 0.02 * size, x2, y
 
 
 # -- camera tampering ---------------------------------------------------------------------
