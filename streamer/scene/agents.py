@@ -20,7 +20,7 @@ nearby)::
     traffic         traffic_violation(1-2)            (speeding, wrong way, not stopping at the crossing,
                                                        a cyclist against the traffic or fast on the sidewalk)
     tampering       camera_tampering(1-2)             (blackout, cover, blur, brightness jump, camera shift)
-    loiter          loitering(2-3)                    (nobody is harmed: loitering does not always lead to crime)
+    loiter          loitering(3-5)                    (nobody is harmed: loitering does not always lead to crime)
 
 ``crimes`` of a clip is the crime type the episode it belongs to stages
 (robbery, burglary, larceny, battery), for every clip of the episode, including
@@ -575,7 +575,7 @@ TEMPLATES: dict[str, tuple[tuple[str, ...], list[tuple[str, str, int, int, float
                                ("suspicious_exit", "suspicious_exit", 1, 1, 0.6)]),
     "traffic": ((), [("traffic_violation", "traffic_violation", 1, 2, 1)]),
     "tampering": ((), [("camera_tampering", "camera_tampering", 1, 2, 1)]),
-    "loiter": ((), [("loitering", "loitering", 2, 3, 1)]),
+    "loiter": ((), [("loitering", "loitering", 3, 5, 1)]),
 }
 KINDS = tuple(TEMPLATES)
 

@@ -33,7 +33,7 @@ from streamer.dataset import (ClipTruth, DatasetManifest, EpisodeTruth, GroundTr
                               write_ground_truth, write_manifest)
 from streamer.scene.agents import Stage, background, schedule
 from streamer.scene.render import (BAG, CLASSES, PERSON, VEHICLE, WEAPON, apply_tamper, clip_box,
-                                   draw_bag, draw_bicycle, draw_open_door, draw_person, draw_vehicle, draw_weapon,
+                                   draw_bag, draw_bicycle, draw_shadow, draw_open_door, draw_person, draw_vehicle, draw_weapon,
                                    make_layout, render_background)
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,8 @@ def render_frames(S: Stage, bg: np.ndarray, rng: np.random.Generator) -> Iterato
                     box = draw_bicycle(img, extra.x, extra.y, S.h(extra.y) * obj.look.scale, extra.facing,
                                        bike.colour, extra.phase)
                     boxes.append([VEHICLE, *box, bike.tid])
+                hh = S.h(extra.y) * obj.look.scale
+                draw_shadow(img, extra.x + 0.06 * hh, extra.y, 0.22 * hh, 0.035 * hh)
                 d = draw_person(img, extra, obj.look, S.h(extra.y))
                 drawn[tid] = d
                 boxes.append([PERSON, *d.box, tid])
@@ -137,6 +139,8 @@ def render_frames(S: Stage, bg: np.ndarray, rng: np.random.Generator) -> Iterato
                 boxes.append([BAG, *draw_bag(img, x, y, S.h(y), obj.colour, False), tid])
             else:
                 direction = 1 if obj.x1 > obj.x0 else -1
+                hv = S.h(obj.y)
+                draw_shadow(img, extra, obj.y - 0.02 * hv, (1.1 if obj.kind == "car" else 1.25) * hv, 0.06 * hv)
                 boxes.append([VEHICLE, *draw_vehicle(img, extra, obj.y, S.h(obj.y), direction, obj.colour, obj.kind), tid])
         for b in S.bags:  # bags pulled between two people: between their front hands
             s = b.at(f)

@@ -367,6 +367,20 @@ def draw_person(img: np.ndarray, pose: Pose, look: Look, base_height: float) -> 
     return Drawn((x1, y1, x2, y2), hands[0], hands[1], (fa[0] / n, fa[1] / n), h)
 
 
+def draw_shadow(img: np.ndarray, x: float, y: float, rx: float, ry: float, k: float = 0.62) -> None:
+    """Darken an ellipse on the ground under an object (street lights from above)."""
+    H, W = img.shape[:2]
+    x1, x2 = max(0, int(x - rx)), min(W, int(x + rx) + 1)
+    y1, y2 = max(0, int(y - ry)), min(H, int(y + ry) + 1)
+    if x2 <= x1 or y2 <= y1:
+        return
+    roi = img[y1:y2, x1:x2]
+    mask = np.zeros(roi.shape[:2], np.uint8)
+    cv2.ellipse(mask, (int(x) - x1, int(y) - y1), (max(1, int(rx)), max(1, int(ry))), 0, 0, 360, 255, -1)
+    sel = mask > 0
+    roi[sel] = (roi[sel] * k).astype(np.uint8)
+
+
 # -- objects ------------------------------------------------------------------------------
 def draw_bag(img: np.ndarray, x: float, y: float, size: float, colour, held: bool) -> tuple[float, float, float, float]:
     """A bag hanging from a hand at (x, y) (``held``) or standing on the ground with its bottom at y."""
