@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
 
@@ -88,7 +89,7 @@ def run_scene_pipeline(bootstrap: str, namespace: str, workdir: str | Path, *, c
     from inference.crime_models import default_models_dir, load_models
     from inference.service import ScoringService
     from mapping.config import MapConfig
-    from mapping.service import run_map_service
+    from mapping.service import MapService
     from streamer.kafka_bus import KafkaBus
     from streamer.replay import dataset_videos, replay_videos
     from streamer.scene.generate import generate_dataset
@@ -114,12 +115,17 @@ def run_scene_pipeline(bootstrap: str, namespace: str, workdir: str | Path, *, c
         score_stats = scoring.run(idle_exit_s=6.0)
         bus.flush(30)
         run_dir = workdir / "map"
-        map_stats = run_map_service(bus, grid, MapConfig(out_dir=str(run_dir), group=f"{namespace}-map"),
-                                    idle_exit_s=6.0)
+        # Replayed footage is old: the map's clock is the replay's event time, so live weights don't decay to 0.
+        scene_end = max(v.start for v in videos) + timedelta(minutes=minutes, seconds=60)
+        mapper = MapService(bus, grid, MapConfig(out_dir=str(run_dir), group=f"{namespace}-map"),
+                            out_dir=run_dir, clock=lambda: scene_end, client_id=f"{namespace}-map",
+                            cameras=[{"id": v.camera.id, "lon": v.camera.position.lon, "lat": v.camera.position.lat}
+                                     for v in videos])
+        map_stats = mapper.run(idle_exit_s=6.0)
         bus.flush(30)
     finally:
         bus.close(10)
     events = sum(r.clips for r in replay.per_camera.values()) if hasattr(replay, "per_camera") else 0
     return SceneRun(namespace=namespace, grid=grid, dataset=Path(ds), run_dir=run_dir, clip=clip,
-                    detectors=detectors, events=events, cells=int(score_stats.get("published", 0)),
-                    snapshots=int(map_stats.get("snapshots", 0)), seconds=time.monotonic() - t0)
+                    detectors=detectors, events=events, cells=int(score_stats.get("cells_published", 0)),
+                    snapshots=int(map_stats.snapshots), seconds=time.monotonic() - t0)

@@ -490,6 +490,10 @@ def load_run_dir(state: ConsoleState, root: str | Path) -> dict[str, int]:
             if isinstance(obj, dict) and obj.get("type") == "FeatureCollection":
                 if state.grid is None and _geometry_from_geojson(state, obj):
                     counts["geojson"] += 1
+                snap = snapshot_from_geojson(obj, path)
+                if snap is not None:
+                    state.apply(schemas.TOPIC_MAPS, snap)
+                    counts["messages"] += 1
                 continue
             name = obj.get("schema") if isinstance(obj, dict) else None
             if name not in topic_of:
@@ -499,6 +503,48 @@ def load_run_dir(state: ConsoleState, root: str | Path) -> dict[str, int]:
             else:
                 counts["messages"] += 1
     return counts
+
+
+def snapshot_from_geojson(fc: dict[str, Any], path: Path) -> Optional[MapSnapshot]:
+    """A :class:`MapSnapshot` from the map service's GeoJSON (``merged_<type>``, ``live_<type>``,
+    ``forecast_<type>``, ``class_<type>`` properties per cell, as :func:`mapping.render.write_geojson`
+    writes them); None for a FeatureCollection without such layers."""
+    from streamer.schemas import GridInfo, MapLayer, TopCell
+
+    layers: dict[str, dict[str, dict]] = {}
+    feats = fc.get("features") or []
+    for f in feats:
+        props = f.get("properties") or {}
+        cid = props.get("cell_id")
+        if not isinstance(cid, str):
+            continue
+        for key, value in props.items():
+            kind, _, crime = key.partition("_")
+            if kind not in ("merged", "live", "forecast", "class") or not crime:
+                continue
+            if not isinstance(value, (int, float)) or value <= 0:
+                continue
+            layers.setdefault(crime, {"merged": {}, "live": {}, "forecast": {}, "class": {}})[kind][cid] = value
+    if not layers:
+        return None
+    info = fc.get("properties") or {}
+    written = info.get("written_at")
+    try:
+        created = datetime.fromisoformat(written) if written else None
+    except ValueError:
+        created = None
+    created = created or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+    out = {}
+    for crime, d in layers.items():
+        top = sorted(d["merged"].items(), key=lambda kv: -kv[1])[:10]
+        out[crime] = MapLayer(merged=d["merged"], live=d["live"], forecast=d["forecast"],
+                              classes={k: int(v) for k, v in d["class"].items()},
+                              top_cells=[TopCell(cell_id=c, value=v, cls=int(d["class"].get(c, 0))) for c, v in top])
+    grid = GridInfo(grid_id=str(info.get("grid_id", "unknown")), cell_size_m=float(info.get("cell_size_m", 0.0)),
+                    rows=int(info.get("rows", 0)), cols=int(info.get("cols", 0)), cells=len(feats))
+    return MapSnapshot(snapshot_id=f"file:{path.name}:{created.isoformat()}", created_at=created, grid=grid,
+                       layers=out, live_weight=float(info.get("live_weight", 0.0) or 0.0),
+                       forecast_date=info.get("forecast_date"), cells_live=int(info.get("cells_live", 0) or 0))
 
 
 def _geometry_from_geojson(state: ConsoleState, fc: dict[str, Any]) -> bool:

@@ -161,6 +161,21 @@ def test_run_folder(tmp_path, grid):
     assert g["kind"] == "lonlat" and set(g["rects"]) == set(cells)
     assert client.get(f"/api/cells/{cells[1]}").json()["latest"]["imminence"]["robbery"] == 6.0
     assert client.get("/api/cells/r999c999").status_code == 404
+    # the map service's own GeoJSON (layer properties per cell) is a snapshot too
+    from mapping.render import write_geojson
+    import numpy as np
+
+    merged = np.zeros(grid.shape)
+    r, c = grid.parse_cell_id(cells[4])
+    merged[r, c] = 0.8
+    other = tmp_path / "svc"
+    write_geojson(grid, {"robbery": {"merged": merged, "live": merged * 10, "forecast": merged * 0,
+                                     "class": (merged > 0).astype(int) * 4}}, other / "map.geojson",
+                  {"written_at": "2026-01-03T00:00:00+00:00"})
+    st2 = ConsoleState(WebConfig())
+    assert load_run_dir(st2, other)["messages"] == 1
+    m = TestClient(create_app(WebConfig(), st2)).get("/api/map", params={"crime": "robbery"}).json()
+    assert m["values"] == {cells[4]: 0.8} and m["classes"] == {cells[4]: 4}
     with pytest.raises(FileNotFoundError, match="not a directory"):
         load_run_dir(st, tmp_path / "missing")
 
