@@ -45,6 +45,26 @@ class TextFormatter(logging.Formatter):
         return mask_url(base)
 
 
+class ContextFilter(logging.Filter):
+    """Stamp fixed fields (e.g. ``camera``) on every record that lacks them: one process, one camera."""
+
+    def __init__(self, **fields: object) -> None:
+        super().__init__()
+        self.fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for k, v in self.fields.items():
+            if not hasattr(record, k):
+                setattr(record, k, v)
+        return True
+
+
+def add_log_context(**fields: object) -> None:
+    """Name the camera (or cell...) on every log line of this process, e.g. ``add_log_context(camera="lobby")``."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ContextFilter(**fields))
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

@@ -51,6 +51,7 @@ from inference.config import ScoringConfig
 from inference.crime_models import CrimeModel, score_rows
 from inference.windows import Outcome, WindowAggregator, WindowState
 from streamer.bus import Bus, Received, Subscription
+from streamer.observability import MODEL_INFO
 from streamer.schemas import (CRIME_TYPES, TOPIC_CELLS, TOPIC_INDICATORS, CellImminence, IndicatorEvent,
                               RuleFiring, utcnow)
 
@@ -64,6 +65,7 @@ LAG = Histogram("imminence_scoring_lag_seconds", "Event publication to cell upda
                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
 
 _LOG_EVERY_S = 10.0
+_LAG_EVERY_S = 5.0  # consumer lag asks the broker for end offsets: not on every emit
 _OUTCOMES = ("in", "added", "late", "too_late", "duplicate", "unknown_cell", "future", "no_concept")
 
 
@@ -105,6 +107,9 @@ class ScoringService:
         self._commits = 0
         self._lags: list[float] = []
         self.model_versions = {c: m.version for c, m in self.models.items()}
+        for crime, version in self.model_versions.items():
+            MODEL_INFO.labels(f"anfis-{crime}", str(version)).set(1)
+        self._last_lag = 0.0
         for crime, m in self.models.items():
             if abs(m.window_s - self.cfg.window_s) > 1e-9:
                 log.warning("the %s model was trained on %g s windows, the service uses %g s: counts differ in scale",
@@ -180,14 +185,15 @@ class ScoringService:
         return self.stats()
 
     # -- processing ---------------------------------------------------------------------------
-    def _count(self, outcome: str, msg: Optional[str] = None, *args: object) -> None:
+    def _count(self, outcome: str, msg: Optional[str] = None, *args: object, ev: Optional[IndicatorEvent] = None) -> None:
         self._counts[outcome] += 1
         EVENTS.labels(outcome).inc()
         if msg is not None:
             now = time.monotonic()
             if now - self._last_log.get(outcome, -1e9) >= _LOG_EVERY_S:
                 self._last_log[outcome] = now
-                log.warning(msg + " (%d so far)", *args, self._counts[outcome])
+                extra = {"camera": ev.camera_id, "cell": ev.cell_id, "event_id": ev.event_id} if ev else None
+                log.warning(msg + " (%d so far)", *args, self._counts[outcome], extra=extra)
 
     def _remember(self, event_id: str) -> bool:
         """True when the id was seen recently (a duplicate); keeps at most dedupe_size ids."""
@@ -209,12 +215,12 @@ class ScoringService:
             self._count("in")
             if ev.cell_id is None or (self.cells is not None and ev.cell_id not in self.cells):
                 self._count("unknown_cell", "skipped event %s of camera %s: cell %r is not in the grid",
-                            ev.event_id, ev.camera_id, ev.cell_id)
+                            ev.event_id, ev.camera_id, ev.cell_id, ev=ev)
                 continue
             t = ev.clip_start.timestamp()
             if t > now + self.cfg.max_future_s:
                 self._count("future", "skipped event %s of camera %s: stamped %s, %.0f s ahead of the clock",
-                            ev.event_id, ev.camera_id, ev.clip_start.isoformat(), t - now)
+                            ev.event_id, ev.camera_id, ev.clip_start.isoformat(), t - now, ev=ev)
                 continue
             seen = self._remember(ev.event_id)
             concept = ev.concept.label if ev.concept is not None else None
@@ -228,7 +234,7 @@ class ScoringService:
             elif outcome is Outcome.TOO_LATE:
                 self._count("too_late", "skipped event %s of camera %s at %s: its windows closed (watermark %s)",
                             ev.event_id, ev.camera_id, ev.clip_start.isoformat(),
-                            _iso(self.agg.watermark).isoformat())
+                            _iso(self.agg.watermark).isoformat(), ev=ev)
             else:
                 self._count(outcome.value)
 
@@ -246,8 +252,20 @@ class ScoringService:
         if self._sub is not None:
             self._sub.commit()
             self._commits += 1
+            self._update_lag()
         OPEN_WINDOWS.set(len(self.agg.windows))
         return len(ready)
+
+    def _update_lag(self) -> None:
+        """Refresh the consumer-lag gauge (imminence_consumer_lag) every few seconds, where the bus reports lag."""
+        lag = getattr(self._sub, "lag", None)
+        if lag is None or time.monotonic() - self._last_lag < _LAG_EVERY_S:
+            return
+        self._last_lag = time.monotonic()
+        try:
+            lag()
+        except Exception as exc:  # broker away: the gauge keeps its last value
+            log.debug("consumer lag unavailable: %s", exc)
 
     def _publish(self, windows: list[WindowState]) -> None:
         rows = [(w.cell_id, w.start, w.concept_counts) for w in windows]

@@ -3,7 +3,10 @@
 ``serve(port, health=callable)`` starts one small HTTP server in a daemon thread:
 
 * ``GET /metrics``: Prometheus text format (prometheus_client's default registry,
-  where every stage registers its counters);
+  where every stage registers its counters), merged with the metrics of child
+  processes when ``PROMETHEUS_MULTIPROC_DIR`` is set (:func:`enable_child_metrics`:
+  ``imminence workers`` uses it so its camera processes' counters appear on the
+  supervisor's port);
 * ``GET /healthz``: JSON from the process's ``health()`` callable, status 200 when
   it reports ``"ok": true`` and 503 otherwise (camera offline, broker away...).
 
@@ -13,11 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +60,65 @@ def health_report() -> dict:
     return report
 
 
+def enable_child_metrics() -> str:
+    """Make processes started from now on write their metrics to a shared folder (prometheus multiprocess mode).
+
+    Call before starting the children (``spawn`` children import prometheus_client
+    afresh and see the variable); this process keeps its own in-memory registry and
+    /metrics serves both.  Returns the folder.
+    """
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        folder = tempfile.mkdtemp(prefix="imminence-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder
+
+
+def child_process_exited(pid: int) -> None:
+    """Forget the live gauges of a dead child (its counters stay, so totals survive restarts)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+class _Merged:
+    """This process's registry plus the children's multiprocess files, one family per metric name."""
+
+    def __init__(self, folder: str) -> None:
+        from prometheus_client import multiprocess
+
+        self.children = CollectorRegistry()
+        multiprocess.MultiProcessCollector(self.children, path=folder)
+
+    def collect(self):  # noqa: ANN201 - prometheus collector protocol
+        from prometheus_client import values
+
+        # A process that itself started in multiprocess mode is already in the files: don't count it twice.
+        own = [] if values.ValueClass is not values.MutexValue else REGISTRY.collect()
+        fams = {f.name: f for f in own}
+        for f in self.children.collect():
+            if f.name in fams:
+                fams[f.name].samples.extend(f.samples)
+            else:
+                fams[f.name] = f
+        return iter(fams.values())
+
+
+def metrics_text() -> bytes:
+    """The /metrics body: this process's metrics, plus its children's in multiprocess mode."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder and os.path.isdir(folder):
+        return generate_latest(_Merged(folder))  # type: ignore[arg-type]
+    return generate_latest(REGISTRY)
+
+
 class _Handler(BaseHTTPRequestHandler):
     health: Optional[HealthFn] = None
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         if self.path.startswith("/metrics"):
-            body = generate_latest(REGISTRY)
+            body = metrics_text()
             self._send(200, body, CONTENT_TYPE_LATEST)
         elif self.path.startswith("/healthz"):
             try:
