@@ -186,6 +186,7 @@ class KafkaBus(Bus):
         self._connected = False
         self._producer: Optional[KafkaProducer] = None
         self._last_drop_log = 0.0
+        self._children: dict[tuple, Any] = {}
         self._drops_since_log = 0
         self._thread = threading.Thread(target=self._run, name=f"kafka-outbox-{self.config.client_id}",
                                         daemon=True)
@@ -249,9 +250,10 @@ class KafkaBus(Bus):
             if self._closed:
                 raise RuntimeError("publish on a closed KafkaBus")
             self._outbox.append(rec)
-            BUS_BUFFERED.inc()
             self._enforce_bound_locked()
-            self._cond.notify_all()
+            if len(self._outbox) == 1:
+                self._cond.notify_all()  # the sender sleeps only on an empty outbox (or a full pipe)
+        BUS_BUFFERED.inc()
 
     def _enforce_bound_locked(self) -> None:
         """Drop the oldest waiting records while more than ``outbox_size`` are held."""
@@ -381,37 +383,50 @@ class KafkaBus(Bus):
     def _send_some(self) -> bool:
         """Hand waiting records to kafka-python; False when a send failed and the loop should back off."""
         assert self._producer is not None
+        send = self._producer.send
         while True:
             with self._cond:
-                if self._closing or not self._outbox or self._inflight >= self._inflight_limit:
+                room = min(len(self._outbox), self._inflight_limit - self._inflight, 512)
+                if self._closing or room <= 0:
                     return True
-                rec = self._outbox.popleft()
-                self._inflight += 1
-            rec.attempts += 1
-            try:
-                fut = self._producer.send(rec.wire, value=rec.value, key=rec.key)
-            except _PERMANENT as exc:
-                self._settle(rec, exc)
-                continue
-            except Exception as exc:  # KafkaTimeoutError while brokers are down, buffer full...
-                with self._cond:
-                    self._inflight -= 1
-                    self._outbox.appendleft(rec)
-                    self._enforce_bound_locked()
-                self._note_error(f"send to {rec.wire} failed, will retry: {type(exc).__name__}: {exc}")
-                self._connected = False
-                return False
-            fut.add_callback(self._on_ack, rec)
-            fut.add_errback(self._on_error, rec)
+                batch = [self._outbox.popleft() for _ in range(room)]
+                self._inflight += room
+            for i, rec in enumerate(batch):
+                rec.attempts += 1
+                try:
+                    fut = send(rec.wire, value=rec.value, key=rec.key)
+                except _PERMANENT as exc:
+                    self._settle(rec, exc)
+                    continue
+                except Exception as exc:  # KafkaTimeoutError while brokers are down, buffer full...
+                    rest = batch[i:]
+                    with self._cond:
+                        self._inflight -= len(rest)
+                        self._outbox.extendleft(reversed(rest))  # back in front, in their order
+                        self._enforce_bound_locked()
+                    self._note_error(f"send to {rec.wire} failed, will retry: {type(exc).__name__}: {exc}")
+                    self._connected = False
+                    return False
+                fut.add_callback(self._on_ack, rec)
+                fut.add_errback(self._on_error, rec)
+
+    def _metric(self, counter: Counter, topic: str) -> Any:
+        """The labelled child of ``counter`` for ``topic``, cached (labels() is a locked lookup)."""
+        key = (counter, topic)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(topic)
+        return child
 
     def _on_ack(self, rec: _Out, _metadata: Any) -> None:
         with self._cond:
             self._inflight -= 1
             self._stats.sent += 1
             self._connected = True
-            self._cond.notify_all()
+            if not self._inflight or self._inflight == self._inflight_limit - 1:
+                self._cond.notify_all()  # flush waits for zero; the sender for room
         BUS_BUFFERED.dec()
-        BUS_SENT.labels(rec.topic).inc()
+        self._metric(BUS_SENT, rec.topic).inc()
 
     def _on_error(self, rec: _Out, exc: BaseException) -> None:
         self._settle(rec, exc)

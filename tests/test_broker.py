@@ -5,7 +5,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -39,22 +38,19 @@ def test_broker_command_prints_the_address_serves_and_stops_on_sigterm():
             proc.kill()
 
 
-def test_broker_command_on_a_busy_port_fails_with_a_clear_message():
+def test_broker_command_on_a_busy_port_or_a_bad_port_fails_with_a_clear_message(monkeypatch, capsys):
+    import imminence.cli
+
+    monkeypatch.setattr(imminence.cli, "setup_logging", lambda *a, **k: None)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        res = subprocess.run([*IMMINENCE, "broker", "--port", str(port)], capture_output=True, text=True,
-                             cwd=ROOT, timeout=30)
-    assert res.returncode == 1
-    assert f"127.0.0.1:{port} is already in use" in res.stderr
-    assert res.stdout == ""
-
-
-def test_broker_command_rejects_a_bad_port():
-    res = subprocess.run([*IMMINENCE, "broker", "--port", "70000"], capture_output=True, text=True,
-                         cwd=ROOT, timeout=30)
-    assert res.returncode == 2 and "not a port number" in res.stderr
+        assert imminence.cli.main(["broker", "--port", str(port)]) == 1
+    cap = capsys.readouterr()
+    assert f"127.0.0.1:{port} is already in use" in cap.err and cap.out == ""
+    assert imminence.cli.main(["broker", "--port", "70000"]) == 2
+    assert "not a port number" in capsys.readouterr().err
 
 
 def test_embedded_broker_refuses_a_port_in_use(embedded_broker):

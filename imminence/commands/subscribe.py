@@ -73,9 +73,11 @@ def run(args: argparse.Namespace) -> int:
               "--config, or set IMMINENCE_BOOTSTRAP (start one with `imminence broker`)", file=sys.stderr)
         return 2
 
+    kafka_log = logging.getLogger("kafka")
+    kafka_level = kafka_log.level
     if logging.getLogger().level > logging.DEBUG:
         # kafka-python logs every refused connection at ERROR; this command reports a dead broker itself.
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+        kafka_log.setLevel(logging.CRITICAL)
 
     def _on_term(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -102,4 +104,5 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+        kafka_log.setLevel(kafka_level)
     return 0
