@@ -226,3 +226,19 @@ def test_cli_generate_and_bad_size(tmp_path, capsys):
     assert main(["scene", "generate", str(tmp_path / "e"), "--size", "big"]) == 2
     assert "--size must look like 640x360" in capsys.readouterr().err
     assert main(["scene", "export-yolo", str(tmp_path / "nothing"), str(tmp_path / "y")]) == 2
+
+
+def test_stats_counts_and_transitions(demo, tmp_path, capsys):
+    from streamer.scene.stats import dataset_stats
+
+    s = dataset_stats(demo)
+    assert s["clips"] == 240 == sum(s["concepts"].values())
+    t = np.array(s["transitions"])
+    assert t.sum() == 240 - 4  # one transition per pair of neighbouring clips, per camera
+    i = CONCEPTS.index
+    # a seizure is followed by the getaway far more often than by anything else but itself
+    fs = t[i("forceful_seizure")]
+    assert fs[i("suspicious_exit")] == max(v for k, v in enumerate(fs) if k != i("forceful_seizure"))
+    assert main(["scene", "stats", str(demo), "--png", str(tmp_path / "t.png")]) == 0
+    assert "clips per concept" in capsys.readouterr().out
+    assert (tmp_path / "t.png").stat().st_size > 10_000

@@ -1,4 +1,9 @@
-"""`imminence scene generate|export-yolo`: render a scene dataset with ground truth; export it for YOLO."""
+"""`imminence scene generate|export-yolo|stats`: render a scene dataset with ground truth, export it for YOLO, summarise it.
+
+    imminence scene generate data/scene --cameras 4 --minutes 2 --seed 1
+    imminence scene export-yolo data/scene data/scene-yolo --every-n 5
+    imminence scene stats data/scene --png data/scene/transitions.png
+"""
 from __future__ import annotations
 
 import argparse
@@ -44,9 +49,25 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stats(args: argparse.Namespace) -> int:
+    from streamer.dataset import DatasetError
+    from streamer.scene.stats import dataset_stats, format_stats, write_png
+
+    try:
+        s = dataset_stats(args.dataset)
+    except DatasetError as exc:
+        print(f"imminence scene stats: {exc}", file=sys.stderr)
+        return 2
+    print(format_stats(s))
+    if args.png:
+        print(f"wrote {write_png(s, args.png)}")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("scene", help="synthetic scenes with ground truth (generate, export-yolo)",
-                              description=__doc__)
+    p = subparsers.add_parser("scene", help="synthetic scenes with ground truth (generate, export-yolo, stats)",
+                              description=__doc__.splitlines()[0], epilog=__doc__.split("\n", 1)[1],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="scene_command", metavar="ACTION", required=True)
     g = sub.add_parser("generate", help="render a replayable dataset of staged concept episodes")
     g.add_argument("out", help="output dataset folder (created)")
@@ -64,3 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--every-n", type=int, default=5, help="export every n-th frame")
     e.add_argument("--val-fraction", type=float, default=0.2, help="last share of each video that goes to val")
     e.set_defaults(func=_export)
+    st = sub.add_parser("stats", help="clips per concept and crime, episodes, boxes, concept transitions")
+    st.add_argument("dataset")
+    st.add_argument("--png", default=None, help="also draw the transition matrix to this PNG")
+    st.set_defaults(func=_stats)
