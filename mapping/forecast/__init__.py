@@ -1,0 +1,7 @@
+"""The batch incident forecast: daily maps, a CNN-LSTM with per-cell heads, baselines and scores.
+
+Modules: :mod:`.data` (incident maps and leak-free cell features), :mod:`.model`
+(the network), :mod:`.train` (fit, predict, checkpoints), :mod:`.baselines`
+(yesterday, historical average, KDE of the last 30 days), :mod:`.evaluate`
+(AUROC, AP, hit rate, PAI, Brier over the cells inside the city).
+"""
