@@ -278,3 +278,30 @@ def test_upload_errors(grid, tmp_path):
     r = TestClient(create_app(cfg, _fed_state(grid, cfg))).post(
         "/api/uploads", files={"file": ("a.png", cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())})
     assert r.status_code == 503 and "not available" in r.json()["detail"]
+
+
+def test_tls_when_a_certificate_is_configured(grid, tmp_path):
+    """With web.tls_cert/tls_key the console speaks HTTPS and its session cookie is Secure."""
+    import shutil
+    import subprocess
+
+    import httpx
+
+    from console.server import ServerThread
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    cfg = _auth_cfg(tls_cert=str(cert), tls_key=str(key))
+    app = create_app(cfg, _fed_state(grid, cfg))
+    with ServerThread(app, ssl_certfile=str(cert), ssl_keyfile=str(key)) as server:
+        url = server.url.replace("http://", "https://")
+        with httpx.Client(verify=str(cert)) as c:
+            r = c.post(url + "/api/login", json={"username": "op", "password": "s3cret-op"})
+            assert r.status_code == 200
+            assert "secure" in r.headers["set-cookie"].lower()
+            assert c.get(url + "/api/map").status_code == 200
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(server.url + "/api/map", timeout=5)  # plain HTTP is not served

@@ -190,7 +190,7 @@
   }
   function renderCameras() {
     const rows = [...S.cams.values()].sort((a, b) => a.camera_id.localeCompare(b.camera_id)).map((c) =>
-      h("tr", { "data-camera-id": c.camera_id },
+      h("tr", { "data-camera-id": c.camera_id, class: c.camera_id === S.selectedCamera ? "selected" : null },
         h("td", {}, c.camera_id), h("td", { class: `state-${c.state}` }, c.state + (c.message ? ` (${c.message})` : "")),
         h("td", {}, fmt(c.fps_analysed, 1)), h("td", {}, fmtTime(c.last_event_at)), h("td", {}, c.reconnects),
         h("td", {}, `${c.events_buffered} / ${c.events_dropped}`)));
@@ -393,7 +393,11 @@
     connect();
     const m = /^\/(cells|cameras)\/([^/]+)$/.exec(location.pathname);
     if (m && m[1] === "cells") selectCell(decodeURIComponent(m[2]));
-    if (m && m[1] === "cameras") { showTab("cameras"); }
+    if (m && m[1] === "cameras") {
+      S.selectedCamera = decodeURIComponent(m[2]);
+      showTab("cameras");
+      renderCameras();
+    }
     document.body.dataset.ready = "1";
   }
   let resizeTimer = null;
