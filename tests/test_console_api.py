@@ -298,7 +298,9 @@ def test_tls_when_a_certificate_is_configured(grid, tmp_path):
     app = create_app(cfg, _fed_state(grid, cfg))
     with ServerThread(app, ssl_certfile=str(cert), ssl_keyfile=str(key)) as server:
         url = server.url.replace("http://", "https://")
-        with httpx.Client(verify=str(cert)) as c:
+        import ssl
+
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as c:
             r = c.post(url + "/api/login", json={"username": "op", "password": "s3cret-op"})
             assert r.status_code == 200
             assert "secure" in r.headers["set-cookie"].lower()
