@@ -515,6 +515,6 @@ class ANFIS:
             d = json.loads(p.read_text())
         except OSError as exc:
             raise ANFISError(f"{p}: cannot read model: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # e.g. a pickle: never unpickled
             raise ANFISError(f"{p}: not JSON: {exc}") from None
         return cls.from_dict(d, str(p))
