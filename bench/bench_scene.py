@@ -16,7 +16,6 @@ Prints one table:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -26,7 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 from streamer.dataset import Dataset  # noqa: E402
 from streamer.scene import generate_dataset  # noqa: E402

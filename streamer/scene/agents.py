@@ -37,7 +37,6 @@ advances with the distance travelled, so legs swing in step.
 """
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Optional

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator, Optional
@@ -162,6 +163,33 @@ def render_frames(S: Stage, bg: np.ndarray, rng: np.random.Generator) -> Iterato
         yield img, out
 
 
+def _write_camera(task: tuple[Stage, int, int, Path, Path]) -> float:
+    """Render one staged camera to its video and ground-truth file; return the seconds it took."""
+    S, seed, i, video, gt_path = task
+    t = time.perf_counter()
+    L = S.layout
+    fps, clip_frames = S.fps, S.clip_frames
+    bg = render_background(L, np.random.default_rng([seed, 4, i]))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*FOURCC), fps, (L.width, L.height))
+    if not writer.isOpened():
+        raise SceneError(f"{video}: OpenCV cannot write {FOURCC} video here")
+    frames: dict[str, list[list[float]]] = {}
+    try:
+        for f, (img, boxes) in enumerate(render_frames(S, bg, np.random.default_rng([seed, 5, i]))):
+            writer.write(img)
+            frames[str(f)] = boxes
+    finally:
+        writer.release()
+    clips = [ClipTruth(index=c, start_s=round(c * clip_frames / fps, 6), end_s=round((c + 1) * clip_frames / fps, 6),
+                       concept=S.labels[c], crimes=S.crimes[c]) for c in range(S.n_clips)]
+    episodes = [EpisodeTruth(kind=e.kind, crimes=list(e.crimes), first_clip=e.phases[0][2], end_clip=e.phases[-1][3],
+                             phases=[[p[1], p[2], p[3]] for p in e.phases], actors=e.actors) for e in S.episodes]
+    truth = GroundTruth(fps=fps, clip_seconds=clip_frames / fps, classes=list(CLASSES), clips=clips,
+                        frames=frames, episodes=episodes)
+    write_ground_truth(gt_path, truth)
+    return time.perf_counter() - t
+
+
 def camera_positions(n: int, rng: np.random.Generator) -> tuple[GridConfig, list[Position]]:
     """Cameras in distinct cells of the study area (several cells apart where there is room)."""
     cfg = GridConfig(bbox=STUDY_AREA, cell_size_m=CELL_M)
@@ -193,8 +221,11 @@ def camera_positions(n: int, rng: np.random.Generator) -> tuple[GridConfig, list
 def generate_dataset(out: str | Path, cameras: int = 4, minutes: float = 2.0, seed: int = 0, fps: float = 10.0,
                      size: tuple[int, int] = (640, 360), clip_seconds: float = 2.0,
                      start: Optional[datetime] = None, name: Optional[str] = None,
-                     progress: bool = False) -> Path:
-    """Render a scene dataset into ``out`` (created; existing files of the same names are replaced)."""
+                     progress: bool = False, jobs: int = 1) -> Path:
+    """Render a scene dataset into ``out`` (created; existing files of the same names are replaced).
+
+    ``jobs`` > 1 renders cameras in that many processes; the output is the same.
+    """
     n_frames, clip_frames = _check(cameras, minutes, fps, size, clip_seconds)
     if start is not None and start.tzinfo is None:
         raise SceneError("start time must carry a time zone (e.g. 2026-05-01T21:00:00Z)")
@@ -210,34 +241,19 @@ def generate_dataset(out: str | Path, cameras: int = 4, minutes: float = 2.0, se
     grid_cfg, positions = camera_positions(cameras, np.random.default_rng([seed, 2]))
     t0 = (start or DEFAULT_START).astimezone(timezone.utc)
     offsets = np.random.default_rng([seed, 3]).integers(0, 30, cameras)
-    entries = []
-    for i, S in enumerate(stages):
-        cam = f"cam{i + 1:02d}"
-        video = out / f"{cam}{EXT}"
-        t = time.perf_counter()
-        bg = render_background(S.layout, np.random.default_rng([seed, 4, i]))
-        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*FOURCC), fps, (W, H))
-        if not writer.isOpened():
-            raise SceneError(f"{video}: OpenCV cannot write {FOURCC} video here")
-        frames: dict[str, list[list[float]]] = {}
-        try:
-            for f, (img, boxes) in enumerate(render_frames(S, bg, np.random.default_rng([seed, 5, i]))):
-                writer.write(img)
-                frames[str(f)] = boxes
-        finally:
-            writer.release()
-        clips = [ClipTruth(index=c, start_s=round(c * clip_frames / fps, 6), end_s=round((c + 1) * clip_frames / fps, 6),
-                           concept=S.labels[c], crimes=S.crimes[c]) for c in range(S.n_clips)]
-        episodes = [EpisodeTruth(kind=e.kind, crimes=list(e.crimes), first_clip=e.phases[0][2], end_clip=e.phases[-1][3],
-                                 phases=[[p[1], p[2], p[3]] for p in e.phases], actors=e.actors) for e in S.episodes]
-        truth = GroundTruth(fps=fps, clip_seconds=clip_frames / fps, classes=list(CLASSES), clips=clips,
-                            frames=frames, episodes=episodes)
-        write_ground_truth(out / f"{cam}.gt.json", truth)
-        entries.append(VideoEntry(file=video.name, camera_id=cam, position=positions[i],
-                                  start=t0 + timedelta(seconds=int(offsets[i])),
-                                  annotations=f"{cam}.gt.json"))
-        if progress:
-            log.info("scene: %s %d frames, %d episodes, %.1f s", cam, n_frames, len(S.episodes), time.perf_counter() - t)
+    cams = [f"cam{i + 1:02d}" for i in range(cameras)]
+    tasks = [(S, seed, i, out / f"{cam}{EXT}", out / f"{cam}.gt.json") for i, (S, cam) in enumerate(zip(stages, cams))]
+    if jobs > 1 and cameras > 1:  # cameras are independent once staged: render them in parallel
+        with ProcessPoolExecutor(min(jobs, cameras)) as pool:
+            done = list(pool.map(_write_camera, tasks))
+    else:
+        done = [_write_camera(t) for t in tasks]
+    if progress:
+        for cam, S, secs in zip(cams, stages, done):
+            log.info("scene: %s %d frames, %d episodes, %.1f s", cam, n_frames, len(S.episodes), secs)
+    entries = [VideoEntry(file=f"{cam}{EXT}", camera_id=cam, position=positions[i],
+                          start=t0 + timedelta(seconds=int(offsets[i])), annotations=f"{cam}.gt.json")
+               for i, cam in enumerate(cams)]
     manifest = DatasetManifest(name=name or f"scene-seed{seed}", grid=grid_cfg, videos=entries)
     write_manifest(out, manifest)
     return out
