@@ -100,8 +100,23 @@ def create_app(cfg: WebConfig, source: ConsoleState, *,
     app.state.console = state
     app.state.auth = auth
 
+    upload_limit = int(cfg.upload_max_mb * 1e6) + 64 * 1024  # the file plus its multipart envelope
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
+        if request.method == "POST" and request.url.path == "/api/uploads":
+            # Refuse oversized uploads before the multipart body is read and spooled to disk.
+            length = request.headers.get("content-length")
+            if length is None or not length.isdigit():
+                response = JSONResponse({"detail": "uploads need a Content-Length header"}, 411)
+            elif int(length) > upload_limit:
+                response = JSONResponse({"detail": f"the file is larger than the {cfg.upload_max_mb:g} MB upload limit"},
+                                        413)
+            else:
+                response = None
+            if response is not None:
+                response.headers["Content-Security-Policy"] = csp
+                return response
         response = await call_next(request)
         response.headers["Content-Security-Policy"] = csp
         response.headers["X-Content-Type-Options"] = "nosniff"

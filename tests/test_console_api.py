@@ -262,6 +262,10 @@ def test_upload_errors(grid, tmp_path):
     assert r.status_code == 415 and "not a video or an image" in r.json()["detail"]
     r = client.post("/api/uploads", files={"file": ("big.bin", b"\0" * 600_000, "application/octet-stream")})
     assert r.status_code == 413 and "0.5 MB upload limit" in r.json()["detail"]
+    r = client.post("/api/uploads", files={"file": ("big.bin", b"\0" * 5_000_000, "application/octet-stream")})
+    assert r.status_code == 413  # refused from its Content-Length, before the body is read
+    r = client.post("/api/uploads", files={"file": ("big.bin", b"\0" * 520_000, "application/octet-stream")})
+    assert r.status_code == 413 and "0.5 MB upload limit" in r.json()["detail"]  # counted while saving
     r = client.post("/api/uploads", files={"file": ("empty.png", b"", "image/png")})
     assert r.status_code == 400 and "empty" in r.json()["detail"]
     r = client.post("/api/uploads", files={"file": ("long.avi", _video_bytes(tmp_path / "long.avi", 4.0), "video/x-msvideo")})

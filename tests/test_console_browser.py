@@ -131,6 +131,12 @@ def test_map_shows_scene_cells_and_updates_without_reload(browser, live, shots):
     snap = console.state.snapshot
     page.wait_for_selector(f"#map[data-snapshot-id='{snap.snapshot_id}']")
     assert page.locator("path[data-cell-id]").count() == len(grid.cell_ids())
+    # the scene's cameras sit on the map with their state, and the cells they watch were scored
+    cams = console.state.camera_list()
+    assert cams, "no camera state reached the console"
+    for cam in cams:
+        page.wait_for_selector(f'path[data-camera-id="{cam["camera_id"]}"]', state="attached")
+    assert {c["cell_id"] for c in cams} <= set(console.state.cells)
     coloured = [c for c, v in snap.layers["all"].merged.items() if v > 0]
     assert coloured, "the scene's snapshot has no cell with imminence"
     for cell in coloured[:20]:
