@@ -316,9 +316,10 @@ class KafkaBus(Bus):
             return s
 
     def health(self) -> dict:
-        """For :func:`streamer.observability.set_health`: ok while connected and not dropping."""
+        """For :func:`streamer.observability.set_health`: not ok while records wait on an absent broker."""
         s = self.stats()
-        return {"ok": self._connected and not self._closed, "connected": self._connected,
+        ok = not self._closed and (self._connected or s.buffered == 0)
+        return {"ok": ok, "connected": self._connected,
                 "buffered": s.buffered, "sent": s.sent, "dropped": s.dropped, "failed": s.failed,
                 "last_error": s.last_error}
 
@@ -531,6 +532,9 @@ class KafkaSubscription(Subscription):
             max_poll_records=cfg.max_poll_records,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
+            # kafka-python rejects frames above 1 MB by default, below the fetch sizes above:
+            # a backlog would then close the connection on every fetch and never be read
+            receive_message_max_bytes=32 * 1024 * 1024,
             **bus.client_options(),
         )
         self._returned: dict[TopicPartition, int] = {}  # next offset after what poll returned

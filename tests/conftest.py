@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `from tests.x import helper` works under plain `pytest` too
+    sys.path.insert(0, str(ROOT))
 DATA = ROOT / "tests" / "data"
 
 # Never reach a hub for weights, fonts or settings.

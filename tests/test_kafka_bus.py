@@ -308,8 +308,10 @@ def test_broker_down_at_start_publish_does_not_block_and_delivers_later(unique_n
         s = bus.stats()
         assert (s.sent, s.buffered, s.dropped) == (0, 50, 0)
         assert not bus.flush(0.2)
+        assert bus.health()["ok"] is False and bus.health()["buffered"] == 50
         broker.start()
         assert bus.flush(30)
+        assert bus.health()["ok"] is True
         assert bus.stats().sent == 50
         sub = bus.subscribe([IND], from_beginning=True)
         try:
