@@ -230,16 +230,17 @@ class KafkaBus(Bus):
         """Connection options shared by every kafka-python client this bus makes."""
         return {"bootstrap_servers": self.config.bootstrap.split(","), **self._security}
 
-    def ensure_topics(self, topics: Iterable[str], timeout: float = 10.0) -> bool:
+    def ensure_topics(self, topics: Iterable[str], timeout: float = 10.0, *, force: bool = False) -> bool:
         """Create the logical ``topics`` (namespaced) with ``config.partitions`` partitions if missing.
 
         Returns False when the broker could not be reached; the caller may go on
-        (the broker would auto-create, with its own partition count).
+        (the broker would auto-create, with its own partition count).  With
+        ``create_topics=False`` this does nothing unless ``force`` is set.
         """
         wanted = [self.wire(t) for t in topics]
         with self._ensure_lock:
             missing = [w for w in wanted if w not in self._ensured]
-            if not missing or not self._create_topics:
+            if not missing or not (self._create_topics or force):
                 return True
             admin = None
             try:
@@ -545,10 +546,17 @@ class KafkaSubscription(Subscription):
             self._consumer.subscribe(wire, listener=_Revocations(self))
         else:
             tps = []
-            for w in wire:
+            for t, w in zip(topics, wire):
                 parts = self._consumer.partitions_for_topic(w)
                 if not parts:
-                    raise kerrors.UnknownTopicOrPartitionError(f"topic {w} has no partitions (broker {cfg.bootstrap})")
+                    # Manual assignment needs partitions: create a missing topic even when the bus
+                    # was told not to create topics on connect (a group would have it auto-created).
+                    bus.ensure_topics([t], force=True)
+                    parts = self._consumer.partitions_for_topic(w)
+                if not parts:
+                    self._consumer.close(autocommit=False)
+                    raise kerrors.UnknownTopicOrPartitionError(
+                        f"topic {w} does not exist and could not be created (broker {mask_url(cfg.bootstrap or '')})")
                 tps += [TopicPartition(w, p) for p in sorted(parts)]
             self._consumer.assign(tps)
             # Resolve the start now, so records published after subscribe() are seen.

@@ -150,6 +150,26 @@ def test_round_trip_with_a_consumer_group_and_plain_json_for_any_client(bus, kaf
         raw.close()
 
 
+def test_a_reader_without_group_may_start_before_the_topic_exists(kafka_bootstrap, unique_name):
+    reader = KafkaBus(kafka_bootstrap, namespace=unique_name, create_topics=False)
+    writer = KafkaBus(kafka_bootstrap, namespace=unique_name)
+    sub = reader.subscribe([schemas.TOPIC_CAMERAS])  # "latest", on a topic nobody made yet
+    try:
+        assert sub.assignment() == {(schemas.TOPIC_CAMERAS, p) for p in range(3)}
+        status = schemas.CameraStatus(camera_id="lobby", state="online", at=T0)
+        writer.publish(schemas.TOPIC_CAMERAS, status)
+        assert writer.flush(20)
+        got: list = []
+        deadline = time.monotonic() + 20
+        while not got and time.monotonic() < deadline:
+            got = sub.poll(0.5)
+        assert [r.event for r in got] == [status] and got[0].key == "lobby"
+    finally:
+        sub.close()
+        reader.close(1)
+        writer.close(5)
+
+
 def test_two_consumers_in_a_group_share_partitions_and_see_each_message_once(bus, unique_name):
     group = f"{unique_name}-g"
     a = bus.subscribe([IND], group=group, from_beginning=True, client_id="a")
