@@ -10,7 +10,10 @@ are told about every change.
 
 Two feeds fill it: :class:`BusFeed`, a background thread with its own consumer
 group on the four topics (any :class:`streamer.bus.Bus`), and :func:`load_run_dir`,
-which reads a finished run folder written by the map service.
+which reads a finished run folder written by the map service.  The view lives in
+memory only: a restarted console resumes from its group's committed offsets, so
+the map returns with the map service's next snapshot (every ``map.interval_s``)
+while older cell history and events are not replayed.
 """
 from __future__ import annotations
 
@@ -110,8 +113,13 @@ class ConsoleState:
         self._notify("status", self.status())
 
     def apply(self, topic: str, event: BaseModel) -> bool:
-        """Apply one validated message; False when it was a repeat or of no interest."""
+        """Apply one validated message; False when it was a repeat, stale, or for another grid."""
         now = datetime.now(timezone.utc)
+        if isinstance(event, MapSnapshot) and self.grid is not None and event.grid.grid_id != self.grid.grid_id:
+            # Cell ids of another grid would colour the wrong places: skip it, loudly.
+            self.count_malformed(topic, f"snapshot {event.snapshot_id} is for grid {event.grid.grid_id}, "
+                                        f"the console's grid is {self.grid.grid_id}")
+            return False
         dedup = schemas.event_dedup_id(event)
         with self._lock:
             self.last_message_at = now

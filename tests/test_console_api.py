@@ -89,6 +89,10 @@ def test_malformed_messages_are_skipped_and_counted(grid):
     assert st.apply_raw(schemas.TOPIC_MAPS, b"{not json") is None
     assert st.apply_raw(schemas.TOPIC_CELLS, json.dumps({"schema": "imminence.cell/1", "cell_id": "r0c0"})) is None
     assert st.status()["malformed"] == 2
+    other = samples.snapshot(samples.small_grid(rows=3, cols=3), {"r0c0": 1.0})
+    assert not st.apply(schemas.TOPIC_MAPS, other) and st.snapshot is None  # another grid's snapshot
+    assert st.status()["malformed"] == 3 and "is for grid" in st.status()["last_malformed"]
+    base = st.status()["malformed"]
     bus = InMemoryBus()
     feed = BusFeed(st, bus, "web-test").start()
     try:
@@ -100,11 +104,11 @@ def test_malformed_messages_are_skipped_and_counted(grid):
         bus.publish(schemas.TOPIC_MAPS, snap)
         bus.publish(schemas.TOPIC_MAPS, snap)  # a repeat: dropped by snapshot id
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not (st.snapshot and st.status()["malformed"] >= 4):
+        while time.monotonic() < deadline and not (st.snapshot and st.status()["malformed"] >= base + 2):
             time.sleep(0.05)
         s = st.status()
         assert st.snapshot.snapshot_id == snap.snapshot_id
-        assert s["malformed"] == 4 and s["duplicates"] == 1
+        assert s["malformed"] == base + 2 and s["duplicates"] == 1
         client = TestClient(create_app(WebConfig(), st))
         assert client.get("/api/map").json()["values"] == {cells[3]: 2.0}
     finally:
