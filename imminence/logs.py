@@ -65,7 +65,24 @@ def add_log_context(**fields: object) -> None:
         handler.addFilter(ContextFilter(**fields))
 
 
+def quiet_native_logs() -> None:
+    """Keep OpenCV's and FFmpeg's own stderr lines out of our logs.
+
+    They bypass :mod:`logging`, so they would break one-JSON-object-per-line and
+    could print a stream URL unmasked; the sources report the same failures
+    through our (masked) logs.  An operator's own ``OPENCV_*`` settings win.
+    """
+    import os
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # read when cv2 is imported...
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and os.environ["OPENCV_LOG_LEVEL"] == "ERROR":  # ... so set it on an imported cv2 too
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    quiet_native_logs()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

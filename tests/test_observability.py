@@ -313,7 +313,10 @@ def test_worker_health_is_503_while_its_source_is_unreachable(kafka_bootstrap, u
     assert metric(body, "imminence_camera_online", camera="lobby") == 0
     p.stop()
     lines = json_lines(p.text())
-    assert lines and all(ln.get("camera") == "lobby" for ln in lines)
+    # from the moment the camera's worker starts, every line of the process names it
+    first = next(i for i, ln in enumerate(lines) if ln.get("camera"))
+    assert lines[first:] and all(ln.get("camera") == "lobby" for ln in lines[first:])
+    assert all(ln["logger"] == "streamer.observability" for ln in lines[:first])
     assert SECRET not in p.text()
 
 
