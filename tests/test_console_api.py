@@ -315,3 +315,14 @@ def test_tls_when_a_certificate_is_configured(grid, tmp_path):
             assert c.get(url + "/api/map").status_code == 200
         with pytest.raises(httpx.HTTPError):
             httpx.get(server.url + "/api/map", timeout=5)  # plain HTTP is not served
+
+
+def test_cli_hash_password_and_missing_source(monkeypatch, capsys):
+    from imminence.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse\n"))
+    assert main(["web", "--hash-password"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert verify_password("correct horse", out) and "correct horse" not in out
+    assert main(["web"]) == 2  # neither --bootstrap nor --from
+    assert "give --bootstrap" in capsys.readouterr().err
