@@ -127,7 +127,8 @@ class Person:
         return self.f
 
     # -- frames -----------------------------------------------------------------------
-    def _compile(self) -> dict:
+    def compile(self) -> dict:
+        """Per-frame arrays (position, mode, facing, gait phase, look-back, limb jitter) of the whole script."""
         n = max(1, self.f - self.start)
         x, y = np.zeros(n), np.zeros(n)
         mode = np.zeros(n, np.int8)
@@ -164,7 +165,7 @@ class Person:
     def pose(self, f: int) -> Optional[Pose]:
         if f < self.start or f >= self.f:
             return None
-        a = self._arrays or self._compile()
+        a = self._arrays or self.compile()
         k = f - self.start
         return Pose(float(a["x"][k]), float(a["y"][k]), int(a["facing"][k]), float(a["phase"][k]),
                     MODES[a["mode"][k]], tuple(float(v) for v in a["jitter"][k]), float(a["lookback"][k]))

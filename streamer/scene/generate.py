@@ -84,7 +84,7 @@ def render_frames(S: Stage, bg: np.ndarray, rng: np.random.Generator) -> Iterato
     L = S.layout
     W, H = L.width, L.height
     for p in S.persons:
-        p._compile()
+        p.compile()
     # sensor noise (a few precomputed fields, cycled) and a slow lighting flicker with jitter
     noise_pos = [np.abs(rng.normal(0, 2.5, bg.shape)).astype(np.uint8) for _ in range(5)]
     noise_neg = [np.abs(rng.normal(0, 2.5, bg.shape)).astype(np.uint8) for _ in range(5)]
