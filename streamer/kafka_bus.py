@@ -164,12 +164,17 @@ class KafkaBus(Bus):
     (``namespace=...``, ``outbox_size=...``) update a copy of it.  Nothing is
     contacted in the constructor: the sender thread connects (and reconnects)
     in the background, so a bus can be built while the broker is still down.
+
+    Missing topics are created with ``replication_factor`` 1 (the embedded
+    broker); a production cluster should have its topics made by the
+    deployment with proper replication (``docker/``), which this never changes.
     """
 
     def __init__(self, config: Union[BusConfig, str], *, enable_idempotence: bool = False,
                  linger_ms: int = 10, create_topics: bool = True,
                  topics: Iterable[str] = schemas.TOPICS,
                  delivery_timeout_ms: int = 30_000, max_request_size: int = 1_048_576,
+                 replication_factor: int = 1,
                  producer_options: Optional[dict[str, Any]] = None, **overrides: Any) -> None:
         self.config = _as_config(config, overrides)
         if not self.config.bootstrap:
@@ -194,6 +199,7 @@ class KafkaBus(Bus):
             **(producer_options or {}),
         }
         self._create_topics = create_topics
+        self._replication = replication_factor
         self._project_topics = tuple(topics)
         self._ensured: set[str] = set()
         self._ensure_lock = threading.Lock()
@@ -248,7 +254,7 @@ class KafkaBus(Bus):
                                          request_timeout_ms=int(timeout * 1000), **self.client_options())
                 for w in missing:  # one by one: an existing topic fails only its own request
                     try:
-                        admin.create_topics([NewTopic(w, self.config.partitions, 1)],
+                        admin.create_topics([NewTopic(w, self.config.partitions, self._replication)],
                                             timeout_ms=int(timeout * 1000))
                         log.info("created topic %s (%d partitions)", w, self.config.partitions)
                     except kerrors.TopicAlreadyExistsError:
