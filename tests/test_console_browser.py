@@ -143,6 +143,8 @@ def test_map_shows_scene_cells_and_updates_without_reload(browser, live, shots):
         assert _colour(page, cell) != NONE, cell
     cold = next(c for c in grid.cell_ids() if c not in snap.layers["all"].merged)
     assert _colour(page, cold) == NONE
+    assert page.locator("#legend").is_visible()
+    shots(page, "console-map-desktop")
     page.evaluate("window.__noReload = 1")
     # A new snapshot (made from the same surfaces, with the cold cell now the hottest) reaches the page.
     values = dict(snap.layers["all"].merged)
@@ -158,8 +160,6 @@ def test_map_shows_scene_cells_and_updates_without_reload(browser, live, shots):
     assert page.evaluate("window.__noReload") == 1  # same document: no reload happened
     assert _colour(page, cold) == "#bd0026"  # top class
     assert page.get_attribute(f'#cell-index li[data-cell-id="{cold}"]', "data-class") == "4"
-    assert page.locator("#legend").is_visible()
-    shots(page, "console-map-desktop")
     assert not [e for e in page.errors if "favicon" not in e], page.errors
     page.close()
 
