@@ -96,6 +96,7 @@ def _jit(rng: np.random.Generator, colour, amount: int = 18) -> tuple[int, int, 
 def render_background(layout: Layout, rng: np.random.Generator) -> np.ndarray:
     """The static textured street scene of one camera (uint8 BGR)."""
     W, H, L = layout.width, layout.height, layout
+    k = H / 360.0  # fixed details were designed at 640x360
     img = np.zeros((H, W, 3), np.uint8)
     # facades: a row of buildings with window grids, some windows lit (evening)
     x = -int(rng.integers(0, 60))
@@ -104,15 +105,15 @@ def render_background(layout: Layout, rng: np.random.Generator) -> np.ndarray:
         base = _jit(rng, [(60, 70, 140), (120, 120, 125), (150, 170, 185), (70, 90, 110), (100, 100, 90)][rng.integers(5)], 15)
         cv2.rectangle(img, (x, 0), (x + bw, L.facade_y), base, -1)
         cv2.line(img, (x, 0), (x, L.facade_y), tuple(int(c * 0.6) for c in base), 2)
-        ww, wh = int(rng.integers(14, 22)), int(rng.integers(18, 28))
-        gx, gy = ww + int(rng.integers(8, 16)), wh + int(rng.integers(10, 18))
-        for wy in range(8, L.facade_y - wh - 40, gy):
-            for wx in range(x + 8, x + bw - ww - 4, gx):
+        ww, wh = max(3, int(rng.integers(14, 22) * k)), max(4, int(rng.integers(18, 28) * k))
+        gx, gy = ww + max(2, int(rng.integers(8, 16) * k)), wh + max(2, int(rng.integers(10, 18) * k))
+        for wy in range(int(8 * k), L.facade_y - wh - int(40 * k), gy):
+            for wx in range(x + int(8 * k), x + bw - ww - int(4 * k), gx):
                 lit = rng.random() < 0.25
                 col = (90, 200, 230) if lit else _jit(rng, (70, 55, 45), 10)
                 cv2.rectangle(img, (wx, wy), (wx + ww, wy + wh), col, -1)
                 cv2.rectangle(img, (wx, wy), (wx + ww, wy + wh), tuple(int(c * 0.5) for c in base), 1)
-        cv2.rectangle(img, (x, L.facade_y - 14), (x + bw, L.facade_y), tuple(int(c * 0.7) for c in base), -1)
+        cv2.rectangle(img, (x, L.facade_y - int(14 * k)), (x + bw, L.facade_y), tuple(int(c * 0.7) for c in base), -1)
         x += bw
     # doorway with frame and step
     x1, y1, x2, y2 = L.door
@@ -127,20 +128,20 @@ def render_background(layout: Layout, rng: np.random.Generator) -> np.ndarray:
         cv2.rectangle(img, (0, top), (W, bot), col, -1)
         line = tuple(int(c * 0.8) for c in col)
         vx, vy = W / 2, -H * 1.5
-        for xb in range(-W, 2 * W, 48):
+        for xb in range(-W, 2 * W, max(8, int(48 * k))):
             xt = vx + (xb - vx) * (top - vy) / (bot - vy)
             cv2.line(img, (int(xt), top), (int(xb), bot), line, 1)
         yy = float(top)
         while yy < bot:
             cv2.line(img, (0, int(yy)), (W, int(yy)), line, 1)
-            yy += 6 + 0.12 * (yy - top)
+            yy += 6 * k + 0.12 * (yy - top)
     # road, curbs, lane markings, zebra crossing
     cv2.rectangle(img, (0, L.road_top), (W, L.road_bottom), _jit(rng, (70, 72, 75), 8), -1)
     cv2.rectangle(img, (0, L.road_top - 3), (W, L.road_top), (185, 185, 185), -1)
     cv2.rectangle(img, (0, L.road_bottom), (W, L.road_bottom + 4), (185, 185, 185), -1)
     mid = (L.road_top + L.road_bottom) // 2
-    for xd in range(int(rng.integers(0, 40)), W, 70):
-        cv2.rectangle(img, (xd, mid - 2), (xd + 38, mid + 1), (210, 215, 215), -1)
+    for xd in range(int(rng.integers(0, 40) * k), W, max(10, int(70 * k))):
+        cv2.rectangle(img, (xd, mid - 2), (xd + int(38 * k), mid + 1), (210, 215, 215), -1)
     cx1, cx2 = L.crossing_x
     yy = L.road_top + 3
     while yy < L.road_bottom - 4:
@@ -152,7 +153,8 @@ def render_background(layout: Layout, rng: np.random.Generator) -> np.ndarray:
         lx = int(rng.uniform(0.05, 0.95) * W)
         ly = L.road_top - 4
         cv2.line(img, (lx, ly), (lx, ly - int(H * 0.38)), (50, 55, 55), 3)
-        cv2.ellipse(img, (lx + 8, ly - int(H * 0.38)), (12, 4), 0, 0, 360, (180, 230, 240), -1)
+        cv2.ellipse(img, (lx + int(8 * k), ly - int(H * 0.38)), (int(12 * k), max(2, int(4 * k))), 0, 0, 360,
+                    (180, 230, 240), -1)
     for _ in range(int(rng.integers(1, 3))):
         bx = int(rng.uniform(0.05, 0.95) * W)
         by = int(rng.uniform(L.road_bottom + 14, H - 6))
@@ -161,9 +163,10 @@ def render_background(layout: Layout, rng: np.random.Generator) -> np.ndarray:
         cv2.rectangle(img, (bx - 2, by - int(36 * s)), (bx + int(24 * s), by - int(32 * s)), (30, 30, 30), -1)
     bx = int(rng.uniform(0.05, 0.7) * W)
     by = int(L.facade_y + 0.6 * (L.road_top - L.facade_y))
-    cv2.rectangle(img, (bx, by - 22), (bx + 90, by - 14), (40, 70, 110), -1)
-    cv2.rectangle(img, (bx + 4, by - 14), (bx + 8, by), (30, 30, 30), -1)
-    cv2.rectangle(img, (bx + 82, by - 14), (bx + 86, by), (30, 30, 30), -1)
+    K = lambda v: int(round(v * k))  # noqa: E731
+    cv2.rectangle(img, (bx, by - K(22)), (bx + K(90), by - K(14)), (40, 70, 110), -1)
+    cv2.rectangle(img, (bx + K(4), by - K(14)), (bx + K(8), by), (30, 30, 30), -1)
+    cv2.rectangle(img, (bx + K(82), by - K(14)), (bx + K(86), by), (30, 30, 30), -1)
     # evening light: darker, slightly blue, with street-lamp pools; fixed texture noise
     img = cv2.convertScaleAbs(img, alpha=float(rng.uniform(0.72, 0.95)), beta=-5)
     img[..., 0] = cv2.add(img[..., 0], 8)
