@@ -17,7 +17,10 @@ Layout::
 
 Ground truth per video: the clip length, one entry per clip with its concept
 label (one of ``streamer.schemas.CONCEPTS``) and the crime types the scene staged
-in it, and per-frame boxes ``[class, x1, y1, x2, y2, track_id]`` in pixels.
+in it, and per-frame boxes ``[class, x1, y1, x2, y2, track_id]`` in pixels (class
+ids index ``classes``; the scene generator writes ``person, bag, weapon, vehicle``
+and an entry for every frame, empty when nothing is visible), plus, optionally,
+the staged ``episodes`` (kind, crimes, clip span, phases, actor track ids).
 
 Paths in a manifest are resolved inside the dataset folder and may not escape it
 (no absolute paths, no ``..`` out of the folder).

@@ -30,6 +30,12 @@ one to three normal clips; the episode kinds cycle through random permutations,
 handed out to the cameras in turn, so every kind appears on some camera as soon
 as the recording holds eight episodes or more (4 cameras x 2 minutes hold ~35).
 
+Actors walk in during the clip(s) before their episode and may still be
+walking off in the clip after it; those clips stay ``normal``, since walking
+past is what normal clips are made of.  Passers-by, cyclists, joggers, pairs,
+people using the door or the crossing, and lawful traffic fill every clip, so a
+concept is never signalled by the mere presence of people, bags or vehicles.
+
 **Motion.**  Speeds are in body heights per second (walk ~0.8, run ~2, loiter
 ~0.15, sneak ~0.25) and converted to pixels with the perspective height at the
 actor's row, so near people move faster on screen than far ones.  The gait phase
