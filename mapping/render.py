@@ -47,7 +47,8 @@ def render_png(grid: Grid, values: np.ndarray, path: str | Path, *, classes: Opt
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Patch, Rectangle
 
     lonlat = grid.projection is not None
     xe = grid.x0 + np.arange(grid.cols + 1) * grid.cell_size
@@ -71,10 +72,10 @@ def render_png(grid: Grid, values: np.ndarray, path: str | Path, *, classes: Opt
         ax.plot(*poly.exterior.xy, color="0.3", lw=0.8)
     handles = []
     if classes is not None:
-        hot = np.ma.masked_where(~(grid.mask & (classes >= 3)), np.ones_like(values, dtype=float))
-        if hot.count():
-            ax.pcolormesh(xe, ye, hot, cmap="Greys", vmin=0, vmax=1, alpha=0.0, edgecolors="navy",
-                          linewidth=0.9, shading="flat")
+        hr, hc = np.nonzero(grid.mask & (classes >= 3))
+        if hr.size:
+            rects = [Rectangle((xe[c], ye[r]), xe[c + 1] - xe[c], ye[r + 1] - ye[r]) for r, c in zip(hr, hc)]
+            ax.add_collection(PatchCollection(rects, facecolor="none", edgecolor="navy", linewidth=0.9, zorder=4))
         counts = {c: int(((classes == c) & grid.mask).sum()) for c in range(0, int(classes.max(initial=0)) + 1)}
         names = {0: "below mean+0.5sd", 1: "mean+0.5..1.5sd", 2: "mean+1.5..2.5sd", 3: "mean+2.5..3.5sd",
                  4: "above mean+3.5sd"}

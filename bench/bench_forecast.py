@@ -1,0 +1,126 @@
+"""Benchmark of the CNN-LSTM incident forecast on the Toronto MCI data (2014-2019, 450 m cells).
+
+Prints (1) seconds per training epoch over 6 years of daily maps on 2 CPU threads
+(measured on a few steps and scaled to the steps of a full epoch, for the
+design's CNN width 1.0 and the default 0.25), (2) the time to forecast one day,
+and (3) forecast quality on 2019 (trained on the days before 2019-01-01) per
+crime type and for all crime against the three baselines: AUROC, average
+precision, hit rate and PAI at 1/5/10% of the city's cells, Brier.  All
+scores over the cells inside the city (configs/toronto_area.geojson).
+
+    .venv/bin/python bench/bench_forecast.py [--epochs 4] [--max-steps 15] [--width 0.25] [--json out.json]
+
+Reads /work/shared/data/toronto_mci_to2019.csv.gz (or --incidents); runtime is
+bounded by --epochs x --max-steps training steps (about 10 s each on 2 busy cores).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mapping.forecast import backtest  # noqa: E402
+from mapping.forecast.data import CellFeatures  # noqa: E402
+from mapping.forecast.model import CNNLSTMForecaster, ModelConfig  # noqa: E402
+from mapping.forecast.train import Forecaster, TrainConfig, _loss  # noqa: E402
+from mapping.grid import Grid, GridConfig  # noqa: E402
+from mapping.incidents import load_incidents  # noqa: E402
+
+DATA = Path("/work/shared/data/toronto_mci_to2019.csv.gz")
+METRICS = ("auroc", "ap", "hit@1%", "hit@5%", "hit@10%", "pai@1%", "pai@5%", "pai@10%", "brier")
+
+
+def time_steps(maps, width: float, steps: int, block: int, history: int = 30) -> tuple[float, int]:
+    """Mean seconds per training step (block of target days) and the steps of a full epoch."""
+    feats = CellFeatures(maps)
+    x = torch.from_numpy(np.log1p(maps.counts))
+    y = torch.from_numpy(maps.target_counts()[:, :, maps.mask].copy())
+    cfg = ModelConfig(in_channels=len(maps.types), rows=maps.mask.shape[0], cols=maps.mask.shape[1],
+                      n_features=feats.n_features, n_targets=len(maps.targets), n_cells=int(maps.mask.sum()),
+                      history=history, width=width, rate_index=feats.rate_index)
+    torch.manual_seed(0)
+    model = CNNLSTMForecaster(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    first = 365
+    times = []
+    for i in range(steps + 1):
+        s = first + i * block
+        t0 = time.perf_counter()
+        logit, cnt = model(x[s - history:s + block - 1][None], torch.from_numpy(feats.days(np.arange(s, s + block)))[None])
+        loss = _loss(logit, cnt, y[s:s + block][None], 0.1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:  # the first step warms up allocators
+            times.append(time.perf_counter() - t0)
+    return float(np.mean(times)), int(np.ceil((len(maps.days) - first) / block))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--incidents", default=str(DATA))
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--max-steps", type=int, default=15, help="steps (48-day blocks) per epoch in the quality run")
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--timing-steps", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip-timing", action="store_true")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    grid = Grid.from_config(GridConfig(area=str(ROOT / "configs" / "toronto_area.geojson"), cell_size_m=450))
+    inc, rep = load_incidents(args.incidents, "toronto-mci")
+    print(f"{rep.rows_loaded:,} incidents loaded ({sum(rep.rejected.values()):,} rejected: "
+          f"{ {k: v for k, v in rep.rejected.items() if v} }); grid {grid.rows}x{grid.cols}, "
+          f"{int(grid.mask.sum())} cells of 450 m inside the city; torch threads {torch.get_num_threads()}")
+    out: dict = {"settings": vars(args)}
+    cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, width=args.width)
+    maps, t0, t1 = backtest.prepare(inc, grid, "2019-01-01")
+    if not args.skip_timing:
+        print(f"\n== training speed: 6 years of daily maps ({len(maps.days)} days x {len(maps.types)} types x "
+              f"{grid.rows}x{grid.cols}), blocks of {cfg.block} target days")
+        print(f"{'CNN width':>10} {'s/step':>8} {'steps/epoch':>12} {'s/epoch':>9}")
+        out["timing"] = {}
+        for w in sorted({1.0, args.width}, reverse=True):
+            s, n = time_steps(maps, w, args.timing_steps, cfg.block)
+            out["timing"][str(w)] = {"s_per_step": s, "steps_per_epoch": n, "s_per_epoch": s * n}
+            print(f"{w:>10g} {s:>8.2f} {n:>12d} {s * n:>9.0f}")
+    t_start = time.perf_counter()
+    res, fc = backtest.run(inc, grid, "2019-01-01", cfg=cfg, progress=False,
+                           curve_png=ROOT / "runs" / "bench_forecast_curve.png")
+    wall = time.perf_counter() - t_start
+    # one day's forecast (the day after the data), as `forecast predict` does it
+    tp = time.perf_counter()
+    fc.predict(maps, np.array([len(maps.days)]))
+    one_day = time.perf_counter() - tp
+    print(f"\n== forecast quality, test {res.test_from} .. {res.test_to} ({res.test_days} days), trained on "
+          f"{res.train_days} days: {cfg.epochs} epochs x {cfg.max_steps} steps, width {cfg.width}, "
+          f"best epoch {res.best_epoch}, training {res.train_seconds:.0f} s, whole run {wall:.0f} s")
+    print(f"prediction: {one_day:.2f} s for one day (T=30 input days, all targets); "
+          f"{res.predict_seconds_per_day:.3f} s/day in 48-day batches")
+    head = f"{'target':<14}{'method':<20}" + "".join(f"{m:>9}" for m in METRICS)
+    for target, methods in res.scores.items():
+        print("\n" + head)
+        for name, sc in methods.items():
+            print(f"{target:<14}{name:<20}" + "".join(
+                f"{sc[m]:>9.5f}" if m == "brier" else f"{sc[m]:>9.4f}" for m in METRICS))
+        wins = backtest.beats_all(methods, METRICS)
+        print(f"{'':<14}{'model beats all 3':<20}" + "".join(f"{('yes' if wins[m] else 'no'):>9}" for m in METRICS))
+    out.update({"result": res.as_dict(), "predict_one_day_s": one_day})
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
