@@ -165,6 +165,10 @@ class KafkaBus(Bus):
     contacted in the constructor: the sender thread connects (and reconnects)
     in the background, so a bus can be built while the broker is still down.
 
+    ``producer_options``/``consumer_options`` pass extra kafka-python settings
+    through (tansu answers a group join after half the session timeout, so
+    tests use ``session_timeout_ms=6000`` to join in about 3 s instead of 5).
+
     Missing topics are created with ``replication_factor`` 1 (the embedded
     broker); a production cluster should have its topics made by the
     deployment with proper replication (``docker/``), which this never changes.
@@ -175,7 +179,8 @@ class KafkaBus(Bus):
                  topics: Iterable[str] = schemas.TOPICS,
                  delivery_timeout_ms: int = 30_000, max_request_size: int = 1_048_576,
                  replication_factor: int = 1,
-                 producer_options: Optional[dict[str, Any]] = None, **overrides: Any) -> None:
+                 producer_options: Optional[dict[str, Any]] = None,
+                 consumer_options: Optional[dict[str, Any]] = None, **overrides: Any) -> None:
         self.config = _as_config(config, overrides)
         if not self.config.bootstrap:
             raise ValueError("KafkaBus needs a bootstrap address (bus.bootstrap or --bootstrap host:port)")
@@ -198,6 +203,7 @@ class KafkaBus(Bus):
             "reconnect_backoff_max_ms": 2_000,
             **(producer_options or {}),
         }
+        self.consumer_options = dict(consumer_options or {})
         self._create_topics = create_topics
         self._replication = replication_factor
         self._project_topics = tuple(topics)
@@ -542,7 +548,7 @@ class KafkaSubscription(Subscription):
             # kafka-python rejects frames above 1 MB by default, below the fetch sizes above:
             # a backlog would then close the connection on every fetch and never be read
             receive_message_max_bytes=32 * 1024 * 1024,
-            **bus.client_options(),
+            **{**bus.client_options(), **bus.consumer_options},
         )
         self._returned: dict[TopicPartition, int] = {}  # next offset after what poll returned
         self._dlq_pending = False

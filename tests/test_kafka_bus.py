@@ -70,9 +70,13 @@ def counter(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+#: tansu answers a group join after half the session timeout: 6 s joins in ~3 s instead of ~5 s.
+FAST_JOIN = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+
+
 @pytest.fixture
 def bus(kafka_bootstrap: str, unique_name: str):
-    b = KafkaBus(kafka_bootstrap, namespace=unique_name)
+    b = KafkaBus(kafka_bootstrap, namespace=unique_name, consumer_options=FAST_JOIN)
     yield b
     b.close(5)
 
@@ -415,7 +419,8 @@ def test_broker_killed_and_restarted_on_s3_loses_nothing(s3_broker, unique_name)
     group = f"{unique_name}-g"
     # A short delivery timeout makes kafka-python give records back during the outage, so the
     # outbox's own re-send path is exercised too (not only kafka-python's internal retries).
-    bus = KafkaBus(s3_broker.bootstrap, namespace=unique_name, delivery_timeout_ms=2000)
+    bus = KafkaBus(s3_broker.bootstrap, namespace=unique_name, delivery_timeout_ms=2000,
+                   consumer_options=FAST_JOIN)
     sub = bus.subscribe([IND], group=group, from_beginning=True)
     tps = [TopicPartition(bus.wire(IND), p) for p in range(3)]
     try:
