@@ -194,6 +194,10 @@
         h("td", {}, c.camera_id), h("td", { class: `state-${c.state}` }, c.state + (c.message ? ` (${c.message})` : "")),
         h("td", {}, fmt(c.fps_analysed, 1)), h("td", {}, fmtTime(c.last_event_at)), h("td", {}, c.reconnects),
         h("td", {}, `${c.events_buffered} / ${c.events_dropped}`)));
+    for (const tr of rows) {
+      const c = S.cams.get(tr.dataset.cameraId);
+      if (c && c.cell_id && S.cells.has(c.cell_id)) tr.addEventListener("click", () => selectCell(c.cell_id));
+    }
     $("camera-list").replaceChildren(...rows);
     const sel = $("f-camera"), cur = sel.value;
     for (const id of S.cams.keys()) S.cameraIds.add(id);
@@ -206,9 +210,11 @@
 
   // -- events ------------------------------------------------------------------------------------
   function eventRow(e) {
-    return h("tr", { "data-event-id": e.event_id, "data-cell-id-ref": e.cell_id || "" },
+    const tr = h("tr", { "data-event-id": e.event_id, "data-cell-id-ref": e.cell_id || "", title: e.cell_id ? "show this cell" : null },
       h("td", {}, fmtTime(e.clip_end)), h("td", {}, e.camera_id), h("td", {}, e.cell_id || "—"),
       h("td", {}, e.concept || "—"), h("td", {}, fmt(e.score)));
+    if (e.cell_id && S.cells.has(e.cell_id)) tr.addEventListener("click", () => selectCell(e.cell_id));
+    return tr;
   }
   function filters() { return { camera: $("f-camera").value, concept: $("f-concept").value, cell: $("f-cell").value.trim() }; }
   function matches(e, f) {
