@@ -33,7 +33,10 @@ dead letters it queued are flushed.  On a rebalance, revoked partitions are
 *not* committed: the records returned but not yet committed may not have had
 their outputs published, so the new owner receives them again (at-least-once,
 not at-most-once).  Consumers call ``commit`` after publishing their outputs and
-before long pauses to keep that replay short.
+before long pauses to keep that replay short.  A consumer that can publish its
+pending outputs on demand sets ``subscription.on_revoke`` to a callable that
+does so and returns True; then the revoked partitions' returned records are
+committed during the rebalance and not replayed.
 
 Topics.  Every topic on the wire is ``<namespace>.<topic>`` (plain ``<topic>``
 with an empty namespace); ``Received.topic`` is the logical name, so
@@ -516,9 +519,26 @@ class _Revocations(ConsumerRebalanceListener):
         self.sub = sub
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        lost = [tp for tp in revoked if tp in self.sub._returned]
-        for tp in lost:
-            self.sub._returned.pop(tp, None)
+        sub = self.sub
+        lost = [tp for tp in revoked if tp in sub._returned]
+        if lost and sub.on_revoke is not None:
+            try:
+                ready = bool(sub.on_revoke())
+            except Exception as exc:  # the consumer's hook failed: fall back to redelivery
+                log.warning("on_revoke hook of %s failed (%s); records will be redelivered", sub.name, exc)
+                ready = False
+            if ready and sub._flush_dead_letters():
+                offsets = {tp: OffsetAndMetadata(sub._returned[tp], "", -1) for tp in lost}
+                try:
+                    sub._consumer.commit(offsets)
+                    log.info("committed revoked partitions of %s after its outputs were published: %s",
+                             sub.name, ", ".join(f"{tp.topic}[{tp.partition}]@{o.offset}" for tp, o in offsets.items()))
+                    lost = []
+                except kerrors.KafkaError as exc:
+                    log.warning("commit on revocation failed for %s (%s); records will be redelivered",
+                                sub.name, type(exc).__name__)
+        for tp in revoked:
+            sub._returned.pop(tp, None)
         if lost:
             log.info("partitions revoked with uncommitted records (they will be redelivered): %s",
                      ", ".join(f"{tp.topic}[{tp.partition}]" for tp in lost))
@@ -551,6 +571,9 @@ class KafkaSubscription(Subscription):
             **{**bus.client_options(), **bus.consumer_options},
         )
         self._returned: dict[TopicPartition, int] = {}  # next offset after what poll returned
+        #: Called on partition revocation; returns True once the consumer's outputs for everything
+        #: returned so far are published, so those records may be committed instead of replayed.
+        self.on_revoke: Optional[Callable[[], bool]] = None
         self._dlq_pending = False
         self._closed = False
         wire = [bus.wire(t) for t in topics]
@@ -625,11 +648,9 @@ class KafkaSubscription(Subscription):
         """Commit the offsets of everything ``poll`` returned (dead letters flushed first)."""
         if self.group is None or not self._returned:
             return
-        if self._dlq_pending:
-            if not self.bus.flush(timeout):
-                log.warning("not committing %s: dead letters not yet acknowledged", self.name)
-                return
-            self._dlq_pending = False
+        if not self._flush_dead_letters(timeout):
+            log.warning("not committing %s: dead letters not yet acknowledged", self.name)
+            return
         assigned = self._consumer.assignment()
         offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in self._returned.items() if tp in assigned}
         if not offsets:
@@ -644,6 +665,14 @@ class KafkaSubscription(Subscription):
         for tp, om in offsets.items():
             if self._returned.get(tp) == om.offset:
                 del self._returned[tp]
+
+    def _flush_dead_letters(self, timeout: float = 30.0) -> bool:
+        """Dead letters are this subscription's own outputs: acknowledged before any commit."""
+        if self._dlq_pending:
+            if not self.bus.flush(timeout):
+                return False
+            self._dlq_pending = False
+        return True
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records behind the broker's end offset per (logical topic, partition).

@@ -256,6 +256,42 @@ def test_a_rebalance_does_not_commit_records_returned_but_not_committed(bus, uni
             b.close()
 
 
+@pytest.mark.slow
+def test_a_consumer_that_publishes_on_revoke_gets_its_records_committed_not_replayed(bus, unique_name):
+    group = f"{unique_name}-g"
+    old = [indicator(i, camera=f"cam{i % 12}", tag="old") for i in range(30)]
+    a = bus.subscribe([IND], group=group, from_beginning=True, client_id="a")
+    hook_calls: list = []
+    a.on_revoke = lambda: hook_calls.append(1) or True  # "outputs published"
+    b = None
+    try:
+        for e in old:
+            bus.publish(IND, e)
+        assert bus.flush(20)
+        assert set(collect([a], {e.event_id for e in old})) == {e.event_id for e in old}
+        b = bus.subscribe([IND], group=group, from_beginning=True, client_id="b")
+        after: list = []  # everything delivered once b joined
+
+        def rebalanced() -> bool:
+            after.extend(r.event.event_id for r in a.poll(0.1) + b.poll(0.1))
+            return bool(a.assignment()) and bool(b.assignment())
+
+        wait_for(rebalanced, 40, "the rebalance")
+        new = [indicator(i, camera=f"cam{i % 12}", tag="new") for i in range(30)]
+        for e in new:
+            bus.publish(IND, e)
+        assert bus.flush(20)
+        got = collect([a, b], {e.event_id for e in new}, 40)
+        after += list(got)
+        assert set(got) == {e.event_id for e in new}
+        assert not [eid for eid in after if eid.startswith("old-")]  # nothing replayed
+        assert hook_calls
+    finally:
+        a.close()
+        if b is not None:
+            b.close()
+
+
 def test_invalid_records_go_to_the_dlq_and_the_consumer_keeps_going(bus, kafka_bootstrap, unique_name, caplog):
     bus.ensure_topics([IND])
     wire = bus.wire(IND)
