@@ -33,6 +33,7 @@ class ScoringConfig(_Strict):
     top_rules: int = Field(default=3, ge=0, description="rules per crime type reported in each cell message")
     max_event_ids: int = Field(default=5000, gt=0, description="event ids carried per cell message (restart dedupe needs them all)")
     dedupe_size: int = Field(default=200_000, gt=0, description="recent event ids remembered to count duplicates")
+    known_cameras_only: bool = Field(default=False, description="skip events of cameras not listed under 'cameras' (off for replays of other datasets)")
     restore: bool = Field(default=True, description="at start, rebuild open windows from imminence.cells so a restart counts nothing twice")
     restore_horizon_s: float = Field(default=3600.0, gt=0, description="ignore cell messages produced longer ago than this when restoring")
     restore_idle_s: float = Field(default=3.0, gt=0, description="restore ends after this long without a new cell message")

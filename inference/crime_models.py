@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "{crime}.json"
 MAX_IMMINENCE = 10.0
+_MAX_RADIUS = 3.0  # widest clusters tried when the data are too few for the configured radius
 
 
 class CrimeModelError(ValueError):
@@ -295,9 +296,10 @@ def train_models(pairs: PairSet, cfg: CrimeModelsConfig, out: str | Path, *, ver
                     p.X_train, p.y_train, epochs=cfg.epochs, X_check=p.X_check, y_check=p.y_check,
                     progress=progress)
             except ANFISError as exc:
-                if "parameters" not in str(exc) or radius >= 1.0:
-                    raise CrimeModelError(f"{crime}: {exc}") from None
-                radius = min(1.0, radius * 1.5)
+                if "parameters" not in str(exc) or radius >= _MAX_RADIUS:
+                    raise CrimeModelError(f"{crime}: {exc} (even with radius {radius:.2f}); {pairs.windows} "
+                                          f"(cell, window) pairs are too few: record longer or more cameras") from None
+                radius = min(_MAX_RADIUS, radius * 1.5)
                 log.info("%s: %s; retrying with radius %.2f", crime, exc, radius)
         m.meta = {"crime": crime, "concepts": cfg.crimes[crime].concepts, "rates": p.rates,
                   "window_s": cfg.window_s, "version": f"{crime}-{version}", "trained_on": source,

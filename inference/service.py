@@ -32,7 +32,7 @@ Delivery, restarts and duplicates:
 
 Skips are counted (``stats()`` and Prometheus counters) and logged at most once
 per ``_LOG_EVERY_S`` per reason: events with no cell or a cell outside the
-grid, events stamped more than ``max_future_s`` ahead of the wall clock, and
+grid, events of cameras not configured (when ``scoring.known_cameras_only``), events stamped more than ``max_future_s`` ahead of the wall clock, and
 events whose windows are closed (too late).  Malformed messages never get
 here: the bus dead-letters them to ``imminence.dlq``.
 """
@@ -66,7 +66,8 @@ LAG = Histogram("imminence_scoring_lag_seconds", "Event publication to cell upda
 
 _LOG_EVERY_S = 10.0
 _LAG_EVERY_S = 5.0  # consumer lag asks the broker for end offsets: not on every emit
-_OUTCOMES = ("in", "added", "late", "too_late", "duplicate", "unknown_cell", "future", "no_concept")
+_OUTCOMES = ("in", "added", "late", "too_late", "duplicate", "unknown_cell", "unknown_camera", "future",
+             "no_concept")
 
 
 def _iso(ts: float) -> datetime:
@@ -77,11 +78,12 @@ class ScoringService:
     """Aggregate indicator events per (cell, window), score them, publish CellImminence.
 
     ``cells`` is the set of valid cell ids (the grid's); None accepts any cell id.
+    ``cameras``, when given, is the set of known camera ids; events of other cameras are skipped.
     ``clock`` gives wall-clock Unix seconds (replaceable in tests).
     """
 
     def __init__(self, bus: Bus, models: Mapping[str, CrimeModel], cfg: Optional[ScoringConfig] = None, *,
-                 cells: Optional[set[str]] = None, topic_in: str = TOPIC_INDICATORS,
+                 cells: Optional[set[str]] = None, cameras: Optional[set[str]] = None, topic_in: str = TOPIC_INDICATORS,
                  topic_out: str = TOPIC_CELLS, clock: Callable[[], float] = time.time,
                  client_id: Optional[str] = None) -> None:
         missing = [c for c in CRIME_TYPES if c not in models]
@@ -91,6 +93,7 @@ class ScoringService:
         self.models = dict(models)
         self.cfg = cfg or ScoringConfig()
         self.cells = cells
+        self.cameras = cameras
         self.topic_in = topic_in
         self.topic_out = topic_out
         self.clock = clock
@@ -217,6 +220,10 @@ class ScoringService:
                 self._count("unknown_cell", "skipped event %s of camera %s: cell %r is not in the grid",
                             ev.event_id, ev.camera_id, ev.cell_id, ev=ev)
                 continue
+            if self.cameras is not None and ev.camera_id not in self.cameras:
+                self._count("unknown_camera", "skipped event %s: camera %r is not configured",
+                            ev.event_id, ev.camera_id)
+                continue
             t = ev.clip_start.timestamp()
             if t > now + self.cfg.max_future_s:
                 self._count("future", "skipped event %s of camera %s: stamped %s, %.0f s ahead of the clock",
@@ -246,8 +253,13 @@ class ScoringService:
         if ready:
             self._publish(ready)
             if not self.bus.flush(30.0):
-                # not acknowledged: do not commit, the events will be delivered again
+                # not acknowledged: do not commit (the events will be delivered again after a
+                # restart) and publish these windows again next time
                 log.error("publishing %d cell message(s) was not acknowledged; offsets not committed", len(ready))
+                for w in ready:
+                    w.dirty = True
+                    if (w.cell_id, w.start) not in self.agg.windows:
+                        self.agg.windows[(w.cell_id, w.start)] = w
                 return 0
         if self._sub is not None:
             self._sub.commit()

@@ -134,6 +134,35 @@ def test_late_events_update_their_window_and_too_late_are_counted(models) -> Non
     assert st["late"] == 1 and st["too_late"] == 1 and st["added"] == 3
 
 
+def test_unknown_camera_skipped_when_cameras_are_known(models) -> None:
+    bus = InMemoryBus()
+    bus.publish(TOPIC_INDICATORS, ev(0, camera="cam1"))
+    bus.publish(TOPIC_INDICATORS, ev(1, camera="intruder"))
+    svc = ScoringService(bus, models, cfg(), cells=CELLS, cameras={"cam1"}, clock=lambda: T0.timestamp() + 3600)
+    svc.run(idle_exit_s=0.3, poll_timeout_s=0.05)
+    assert svc.stats()["events"]["unknown_camera"] == 1
+    assert latest(bus)[("r0c0", T0)].cameras == ["cam1"]
+
+
+def test_unacknowledged_publish_is_not_committed_and_retried(models) -> None:
+    class Flaky(InMemoryBus):
+        ok = False
+
+        def flush(self, timeout=None):
+            return self.ok
+
+    bus = Flaky()
+    for i in range(3):
+        bus.publish(TOPIC_INDICATORS, ev(i, seconds=i))
+    svc = ScoringService(bus, models, cfg(), cells=CELLS, clock=lambda: T0.timestamp() + 3600)
+    sub = svc.open()
+    svc.process(sub.poll(timeout=0.1))
+    assert svc.emit() == 0 and svc.stats()["commits"] == 0
+    bus.ok = True
+    assert svc.emit() == 1 and svc.stats()["commits"] == 1
+    assert latest(bus)[("r0c0", T0)].events == 3
+
+
 def test_duplicates_counted_once(models) -> None:
     bus = InMemoryBus()
     for i in range(5):

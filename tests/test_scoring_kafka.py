@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from streamer.kafka_bus import KafkaBus
-from streamer.schemas import TOPIC_CELLS, TOPIC_INDICATORS, CellImminence, ConceptResult, DetectionSummary, IndicatorEvent
+from streamer.schemas import TOPIC_CELLS, TOPIC_DLQ, TOPIC_INDICATORS, CellImminence, ConceptResult, DetectionSummary, IndicatorEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 5, 1, 21, 0, tzinfo=timezone.utc)
@@ -82,6 +82,7 @@ def test_score_service_killed_mid_stream_and_restarted_counts_each_event_once(ka
         cells = bus.subscribe([TOPIC_CELLS], None, from_beginning=True)
         for e in first:
             bus.publish(TOPIC_INDICATORS, e)
+        bus.publish_raw(TOPIC_INDICATORS, b"{not an indicator", "cam0")  # must go to the DLQ, not stop anything
         assert bus.flush(20)
         proc = start_service(config, tmp_path / "one.log")
         deadline = time.monotonic() + 40
@@ -119,6 +120,13 @@ def test_score_service_killed_mid_stream_and_restarted_counts_each_event_once(ka
         # 6 cells x 4 one-minute windows, each with 30 clips of its camera
         assert len(state) == 24 and {m.events for m in state.values()} == {30}
         cells.close()
+        dlq = bus.subscribe([TOPIC_DLQ], None, from_beginning=True)
+        letters = []
+        deadline = time.monotonic() + 15
+        while not letters and time.monotonic() < deadline:
+            letters += [r.event for r in dlq.poll(timeout=0.5)]
+        dlq.close()
+        assert letters and letters[0].source_topic == TOPIC_INDICATORS and "not JSON" in letters[0].reason
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()

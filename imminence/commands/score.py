@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     bus = KafkaBus(bus_cfg)
     cells = set(grid.cell_ids()) if grid is not None else None
-    service = ScoringService(bus, models, scoring, cells=cells, client_id=f"{bus_cfg.client_id}-score")
+    cameras = {c.id for c in cfg.cameras} if scoring.known_cameras_only else None
+    service = ScoringService(bus, models, scoring, cells=cells, cameras=cameras, client_id=f"{bus_cfg.client_id}-score")
     set_health("scoring", service.health)
 
     def _on_signal(signum: int, _frame: object) -> None:
