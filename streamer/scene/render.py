@@ -11,7 +11,7 @@ the size OpenCV's default HOG people detector (64x128 window) finds best.
 People are drawn as upright silhouettes (head with hair, torso, two-segment arms
 and legs that swing with the gait phase, shoes, a dark outline for clear edges)
 in a few poses: walk, run, stand, crouch (sneaking), reach (picking up), fight,
-struggle, point (holding a weapon out), hands up, look back.  Each draw function
+struggle, point (holding a weapon out), hands up, ride (on a bicycle), look back.  Each draw function
 returns the drawn object's box so ground truth matches the pixels exactly.
 """
 from __future__ import annotations
@@ -210,7 +210,7 @@ class Pose:
     y: float
     facing: int  # +1 right, -1 left
     phase: float  # gait phase (radians)
-    mode: str  # walk run stand loiter crouch reach fight struggle point handsup fallen
+    mode: str  # walk run stand loiter crouch reach fight struggle point handsup ride
     jitter: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)  # per-frame random numbers in [-1, 1]
     lookback: float = 0.0  # 0..1: head turned back over the shoulder
 
@@ -331,7 +331,7 @@ def draw_person(img: np.ndarray, pose: Pose, look: Look, base_height: float) -> 
     I = lambda p: (int(round(p[0])), int(round(p[1])))  # noqa: E731
 
     def leg(k, col):
-        hip = (ox - d * (0.3 - 0.6 * k) * hw_h * 0.0, oy)
+        hip = (ox, oy)
         kn, ft = T(knees[k]), T(feet[k])
         cv2.line(img, I(hip), I(kn), outline, tl + 2, AA)
         cv2.line(img, I(kn), I(ft), outline, tl + 2, AA)
