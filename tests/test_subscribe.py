@@ -126,3 +126,18 @@ def test_subscribe_command_bad_input_gets_one_clear_message(cli, monkeypatch):
     assert rc == 2 and "--max must be positive" in err
     rc, out, err = cli("subscribe", "cells", "--bootstrap", f"127.0.0.1:{free_port()}", "--max", "1")
     assert rc == 1 and "cannot read from the broker" in err and out == ""
+
+
+def test_subscribe_command_takes_the_bus_section_of_a_config_file(kafka_bootstrap, unique_name, cli, tmp_path):
+    _publish(kafka_bootstrap, unique_name, 2)
+    good = tmp_path / "imminence.yaml"
+    good.write_text(f"bus:\n  bootstrap: {kafka_bootstrap}\n  namespace: {unique_name}\n")
+    rc, out, err = cli("subscribe", "indicators", "--config", str(good), "--from-beginning", "--max", "2")
+    assert rc == 0, err
+    assert sorted(json.loads(x)["event_id"] for x in out.splitlines()) == ["e-0", "e-1"]
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"bus:\n  bootstrap: {kafka_bootstrap}\n  outbox: 10\n")
+    rc, out, err = cli("subscribe", "indicators", "--config", str(bad), "--max", "1")
+    assert rc == 2 and out == ""
+    assert f"{bad}:3" in err and "outbox" in err
