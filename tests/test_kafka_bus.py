@@ -292,6 +292,30 @@ def test_a_consumer_that_publishes_on_revoke_gets_its_records_committed_not_repl
             b.close()
 
 
+@pytest.mark.slow
+def test_a_handler_slower_than_max_poll_interval_loses_its_commit_not_its_records(kafka_bootstrap, unique_name,
+                                                                                 caplog):
+    caplog.set_level(logging.WARNING, logger="streamer.kafka_bus")
+    bus = KafkaBus(kafka_bootstrap, namespace=unique_name,
+                   consumer_options={**FAST_JOIN, "max_poll_interval_ms": 1500})
+    sub = bus.subscribe([IND], group=f"{unique_name}-g", from_beginning=True)
+    try:
+        events = {f"e-{i}" for i in range(10)}
+        for i in range(10):
+            bus.publish(IND, indicator(i))
+        assert bus.flush(20)
+        assert set(collect([sub], events)) == events
+        time.sleep(4)  # the handler outlives max_poll_interval_ms: the group moves on without us
+        sub.commit()  # kafka-python raises CommitFailedError; the subscription logs it and goes on
+        assert any("commit failed" in r.getMessage() for r in caplog.records)
+        assert set(collect([sub], events)) == events  # rejoined: the uncommitted records come again
+        sub.commit()
+        assert sum(sub.consumer.committed(TopicPartition(bus.wire(IND), p)) or 0 for p in range(3)) == 10
+    finally:
+        sub.close()
+        bus.close(5)
+
+
 def test_invalid_records_go_to_the_dlq_and_the_consumer_keeps_going(bus, kafka_bootstrap, unique_name, caplog):
     bus.ensure_topics([IND])
     wire = bus.wire(IND)
