@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="YAML configuration whose 'bus' section to use")
     p.add_argument("--namespace", default=None, help="topic prefix (overrides bus.namespace)")
     p.add_argument("--group", default=None, help="consumer group (offsets committed); default: none, read alone")
-    p.add_argument("--from-beginning", action="store_true", help="start at the oldest message (a group with committed offsets continues from them)")
+    p.add_argument("--from-beginning", action="store_true",
+                   help="start at the oldest message (a group with committed offsets continues from them)")
     p.add_argument("--max", type=int, default=None, metavar="N", help="exit after N messages")
     p.add_argument("--idle-timeout", type=float, default=None, metavar="S",
                    help="exit after S seconds without a message (default: wait for ever)")
