@@ -1,0 +1,110 @@
+"""Per-camera analysis of sampled frames, summarised per clip: the one seam between a worker and the detectors.
+
+A camera worker owns one :class:`ClipAnalyzer`.  It feeds every sampled frame to
+:meth:`ClipAnalyzer.process` and, at each clip boundary, calls
+:meth:`ClipAnalyzer.end_clip`, which returns the clip's :class:`ClipAnalysis`
+(counts per class averaged over analysed frames, max counts, ``camera:track``
+ids, motion, frames with a person, concept, model versions) and starts the next
+clip.  Everything per camera lives here (background model, tracker, concept
+window), so cameras never share state.
+
+The detector is built from ``cfg.detector`` by :func:`build_detector`.  A
+detector is any object with ``name``, ``version`` and ``detect(frame) ->
+list[Detection]``; one that also measures motion exposes the last frame's
+foreground share as ``motion`` (the OpenCV detector does), otherwise the analyzer
+runs its own :class:`MotionEstimator`.  Tracks, concept scores and the GMCP label
+are added on this same path: detections gain ``track_id`` before they are
+accumulated, and ``end_clip`` fills ``ClipAnalysis.concept``.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Optional, Protocol
+
+import numpy as np
+
+from detectors.config import DetectorsConfig, OpenCVDetectorConfig
+from detectors.opencv_detector import MotionEstimator, OpenCVDetector
+from detectors.types import ClipAnalysis, Detection, FrameAnalysis
+
+
+class Detector(Protocol):
+    name: str
+    version: str
+
+    def detect(self, frame: np.ndarray) -> list[Detection]: ...
+
+
+def build_detector(cfg: Any) -> Detector:
+    """The detector a ``detectors.detector`` config section names (chosen by its ``type``)."""
+    if isinstance(cfg, OpenCVDetectorConfig) or getattr(cfg, "type", None) == "opencv":
+        return OpenCVDetector(cfg)
+    if getattr(cfg, "type", None) == "yolo":
+        from detectors.yolo import YOLODetector  # noqa: PLC0415 - torch/ultralytics only when asked for
+
+        return YOLODetector.from_config(cfg)
+    raise ValueError(f"unknown detector type {getattr(cfg, 'type', cfg)!r}")
+
+
+class ClipAnalyzer:
+    """Detections per frame, summaries per clip, for one camera."""
+
+    def __init__(self, cfg: DetectorsConfig, camera_id: str, fps: float,
+                 detector: Optional[Detector] = None) -> None:
+        self.cfg = cfg
+        self.camera_id = camera_id
+        self.fps = float(fps)
+        self.detector: Detector = detector if detector is not None else build_detector(cfg.detector)
+        self._own_motion = None if hasattr(self.detector, "motion") else MotionEstimator()
+        self.frames_analysed = 0
+        self._reset()
+
+    @property
+    def models(self) -> dict[str, str]:
+        """Model name -> version of everything that contributed to the clip's result."""
+        return {"detector": f"{getattr(self.detector, 'name', type(self.detector).__name__)}:"
+                            f"{getattr(self.detector, 'version', 'unknown')}"}
+
+    def _reset(self) -> None:
+        self._frames = 0
+        self._sum: Counter[str] = Counter()
+        self._max: Counter[str] = Counter()
+        self._tracks: dict[str, None] = {}  # insertion-ordered set
+        self._motion_sum = 0.0
+        self._with_person = 0
+
+    def process(self, frame: np.ndarray, frame_index: int, t: float) -> FrameAnalysis:
+        """Analyse one sampled frame (BGR) at stream time ``t`` and add it to the current clip."""
+        detections = self.detector.detect(frame)
+        if self._own_motion is not None:
+            motion, _ = self._own_motion.apply(frame)
+        else:
+            motion = float(getattr(self.detector, "motion"))
+        counts = Counter(d.cls for d in detections)
+        self._frames += 1
+        self.frames_analysed += 1
+        self._sum.update(counts)
+        for cls, n in counts.items():
+            self._max[cls] = max(self._max[cls], n)
+        for d in detections:
+            if d.track_id is not None:
+                self._tracks[f"{self.camera_id}:{d.track_id}"] = None
+        self._motion_sum += motion
+        self._with_person += counts.get("person", 0) > 0
+        return FrameAnalysis(frame_index=frame_index, t=t, detections=detections, motion=motion)
+
+    def end_clip(self, clip_index: int) -> ClipAnalysis:
+        """Summarise the clip that ends here and start a new one."""
+        n = self._frames
+        clip = ClipAnalysis(
+            frames=n,
+            counts={c: round(v / n, 4) for c, v in sorted(self._sum.items())} if n else {},
+            max_counts=dict(sorted(self._max.items())),
+            tracks=list(self._tracks),
+            motion=round(self._motion_sum / n, 5) if n else 0.0,
+            frames_with_person=self._with_person,
+            concept=None,
+            models=self.models,
+        )
+        self._reset()
+        return clip
