@@ -242,3 +242,25 @@ def test_stats_counts_and_transitions(demo, tmp_path, capsys):
     assert main(["scene", "stats", str(demo), "--png", str(tmp_path / "t.png")]) == 0
     assert "clips per concept" in capsys.readouterr().out
     assert (tmp_path / "t.png").stat().st_size > 10_000
+
+
+def test_yolo_export_bad_input(tmp_path):
+    import json
+
+    from streamer.dataset import DatasetError
+
+    root = generate_dataset(tmp_path / "d", cameras=1, minutes=0.15, seed=1, size=(320, 180))
+    with pytest.raises(ValueError, match="every_n"):
+        export_yolo(root, tmp_path / "y", every_n=0)
+    with pytest.raises(ValueError, match="val_fraction"):
+        export_yolo(root, tmp_path / "y", val_fraction=1.0)
+    m = json.loads((root / "manifest.json").read_text())
+    del m["videos"][0]["annotations"]
+    (root / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DatasetError, match="no video has annotations"):
+        export_yolo(root, tmp_path / "y")
+    (root / "cam01.mp4").write_bytes(b"\x00" * 100)  # corrupt video, annotations back
+    m["videos"][0]["annotations"] = "cam01.gt.json"
+    (root / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DatasetError, match="cannot open"):
+        export_yolo(root, tmp_path / "y")
