@@ -26,7 +26,11 @@ Delivery, restarts and duplicates:
   are keyed by camera, so a cell watched by cameras on partitions owned by
   different instances is aggregated by each of them separately; each publishes
   its own partial aggregate under the same message ids.  Run one instance per
-  group, or one camera per cell, when exact per-cell counts matter.
+  group, or one camera per cell, when exact per-cell counts matter.  Likewise a
+  rebalance between live instances loses nothing (revoked partitions are not
+  committed, so the new owner gets their uncommitted events again), but the new
+  owner only rebuilds windows from ``imminence.cells`` when it starts, so a
+  window split across a rebalance may be published as two partial aggregates.
 * SIGTERM (``stop()``): the current batch is finished, every changed window
   published, the producer flushed, offsets committed, then the service exits.
 
@@ -105,6 +109,7 @@ class ScoringService:
         self._last_emit = 0.0
         self._last_log: dict[str, float] = {}
         self._counts = {k: 0 for k in _OUTCOMES}
+        self._counters = {k: EVENTS.labels(k) for k in _OUTCOMES}  # label lookups are slow per event
         self._published = 0
         self._restored = 0
         self._commits = 0
@@ -190,7 +195,7 @@ class ScoringService:
     # -- processing ---------------------------------------------------------------------------
     def _count(self, outcome: str, msg: Optional[str] = None, *args: object, ev: Optional[IndicatorEvent] = None) -> None:
         self._counts[outcome] += 1
-        EVENTS.labels(outcome).inc()
+        self._counters[outcome].inc()
         if msg is not None:
             now = time.monotonic()
             if now - self._last_log.get(outcome, -1e9) >= _LOG_EVERY_S:

@@ -241,3 +241,18 @@ def test_stop_finishes_batch_publishes_and_commits(models) -> None:
 def test_service_refuses_incomplete_model_set(models) -> None:
     with pytest.raises(ValueError, match="models missing for crime type"):
         ScoringService(InMemoryBus(), {k: v for k, v in models.items() if k != "larceny"}, cfg())
+
+
+def test_cli_score_refuses_missing_broker_and_models(tmp_path, capsys) -> None:
+    from imminence.cli import main
+
+    cfgfile = tmp_path / "c.yaml"
+    cfgfile.write_text("grid: {bbox: [0, 0, 400, 400], crs: metric, cell_size_m: 100}\n")
+    assert main(["score", "--config", str(cfgfile)]) == 2
+    assert "no broker" in capsys.readouterr().err
+    assert main(["score", "--config", str(cfgfile), "--bootstrap", "127.0.0.1:1",
+                 "--models", str(tmp_path / "none")]) == 1
+    assert "model folder does not exist" in capsys.readouterr().err
+    cfgfile.write_text("scoring: {window_s: 30, slide_s: 60}\n")
+    assert main(["score", "--config", str(cfgfile), "--bootstrap", "127.0.0.1:1"]) == 2
+    assert "slide_s (60.0) may not exceed window_s" in capsys.readouterr().err
