@@ -11,6 +11,7 @@ in production.  It also writes a short clip of the scene for upload tests.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -112,8 +113,6 @@ def run_scene_pipeline(bootstrap: str, namespace: str, workdir: str | Path, *, c
         scoring = ScoringService(bus, load_models(default_models_dir()),
                                  ScoringConfig(group=f"{namespace}-score", restore=False),
                                  cells=set(grid.cell_ids()), client_id=f"{namespace}-score")
-        score_stats = scoring.run(idle_exit_s=6.0)
-        bus.flush(30)
         run_dir = workdir / "map"
         # Replayed footage is old: the map's clock is the replay's event time, so live weights don't decay to 0.
         scene_end = max(v.start for v in videos) + timedelta(minutes=minutes, seconds=60)
@@ -121,11 +120,23 @@ def run_scene_pipeline(bootstrap: str, namespace: str, workdir: str | Path, *, c
                             out_dir=run_dir, clock=lambda: scene_end, client_id=f"{namespace}-map",
                             cameras=[{"id": v.camera.id, "lon": v.camera.position.lon, "lat": v.camera.position.lat}
                                      for v in videos])
-        map_stats = mapper.run(idle_exit_s=6.0)
+        # Both services run at once, as deployed; the map stops once it has read every cell message.
+        map_result: dict[str, Any] = {}
+        map_thread = threading.Thread(target=lambda: map_result.update(stats=mapper.run()), name="scene-map",
+                                      daemon=True)
+        map_thread.start()
+        score_stats = scoring.run(idle_exit_s=6.0)
+        bus.flush(30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and mapper.stats.received < score_stats.get("cells_published", 0):
+            time.sleep(0.1)
+        mapper.stop()
+        map_thread.join(60)
+        map_stats = map_result["stats"]
         bus.flush(30)
     finally:
         bus.close(10)
-    events = sum(r.clips for r in replay.per_camera.values()) if hasattr(replay, "per_camera") else 0
+    events = int(replay.events)
     return SceneRun(namespace=namespace, grid=grid, dataset=Path(ds), run_dir=run_dir, clip=clip,
                     detectors=detectors, events=events, cells=int(score_stats.get("cells_published", 0)),
                     snapshots=int(map_stats.snapshots), seconds=time.monotonic() - t0)
