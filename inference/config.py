@@ -81,6 +81,7 @@ class CrimeModelsConfig(_Strict):
     radii: float = Field(default=0.5, gt=0, le=1, description="default subtractive-clustering radius of influence")
     epochs: int = Field(default=40, ge=1)
     train_share: float = Field(default=0.6, gt=0, lt=1, description="share of windows (earliest first) used for training")
+    timezone: str = Field(default="UTC", description="IANA time zone of the hour input (the study's hour is local time)")
     rate_per_hours: float = Field(default=24.0, gt=0, description="the crime-rate input counts staged crimes per this many hours")
     target: TargetConfig = Field(default_factory=TargetConfig)
     crimes: dict[str, CrimeInputs]
@@ -96,6 +97,17 @@ class CrimeModelsConfig(_Strict):
         missing = [c for c in CRIME_TYPES if c not in v]
         if missing:
             raise ValueError(f"missing crime type(s) {missing}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as 'America/Toronto' or 'UTC')") from None
         return v
 
     @field_validator("rates")

@@ -6,7 +6,8 @@ Inputs of the system for crime type C (``configs/crime_models.yaml``):
   rate).  Learnt from the training windows of the dataset (windows in which a
   crime of type C was staged, per hour observed), overridable per cell in the
   config; stored in the model file, so scoring uses the same table.
-* ``hour``: hour of the window start, UTC, as a real number in [0, 24).
+* ``hour``: hour of the window start in the configured time zone (default UTC),
+  as a real number in [0, 24).
 * one input per configured indicator: the count, in the window, of clips whose
   concept is one of the input's concepts.
 
@@ -37,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -106,9 +108,12 @@ def window_start_s(t: datetime, window_s: float) -> float:
     return math.floor(ts / window_s) * window_s
 
 
-def hour_of(ts: float) -> float:
-    """Hour of the day (UTC) of a Unix time, in [0, 24)."""
-    return (ts % 86400.0) / 3600.0
+def hour_of(ts: float, tz: Optional[str] = None) -> float:
+    """Hour of the day of a Unix time in time zone ``tz`` (default UTC), in [0, 24)."""
+    if tz is None or tz == "UTC":
+        return (ts % 86400.0) / 3600.0
+    t = datetime.fromtimestamp(ts, ZoneInfo(tz))
+    return t.hour + t.minute / 60.0 + t.second / 3600.0
 
 
 def input_names(cfg_crime_concepts: Mapping[str, Sequence[str]]) -> list[str]:
@@ -189,7 +194,7 @@ def build_pairs(records: Iterable[ClipRecord], cfg: CrimeModelsConfig) -> PairSe
         y = np.zeros(len(keys))
         for j, (cell, ws) in enumerate(keys):
             X[j, 0] = rates.get(cell, rates["default"])
-            X[j, 1] = hour_of(ws)
+            X[j, 1] = hour_of(ws, cfg.timezone)
             cc = counts[(cell, ws)]
             for i, concepts in enumerate(spec.concepts.values()):
                 X[j, 2 + i] = sum(cc.get(c, 0) for c in concepts)
@@ -210,6 +215,7 @@ class CrimeModel:
     concepts: dict[str, list[str]]
     rates: dict[str, float]
     window_s: float
+    timezone: str = "UTC"
     _texts: Optional[list[str]] = field(default=None, repr=False)
 
     @classmethod
@@ -225,7 +231,7 @@ class CrimeModel:
         if m.input_names != input_names(concepts):
             raise CrimeModelError(f"{source}: inputs {m.input_names} do not match meta concepts {list(concepts)}")
         rates.setdefault("default", 0.0)
-        return cls(crime, m, concepts, rates, window_s)
+        return cls(crime, m, concepts, rates, window_s, str(meta.get("timezone", "UTC")))
 
     def rule_text(self, r: int) -> str:
         if self._texts is None:
@@ -237,7 +243,7 @@ class CrimeModel:
         return str(self.anfis.meta.get("version", "unversioned"))
 
     def inputs(self, cell_id: str, window_start: float, concept_counts: Mapping[str, int]) -> np.ndarray:
-        row = [self.rates.get(cell_id, self.rates["default"]), hour_of(window_start)]
+        row = [self.rates.get(cell_id, self.rates["default"]), hour_of(window_start, self.timezone)]
         row += [float(sum(concept_counts.get(c, 0) for c in cs)) for cs in self.concepts.values()]
         return np.asarray(row, dtype=float)
 
@@ -302,7 +308,7 @@ def train_models(pairs: PairSet, cfg: CrimeModelsConfig, out: str | Path, *, ver
                 radius = min(_MAX_RADIUS, radius * 1.5)
                 log.info("%s: %s; retrying with radius %.2f", crime, exc, radius)
         m.meta = {"crime": crime, "concepts": cfg.crimes[crime].concepts, "rates": p.rates,
-                  "window_s": cfg.window_s, "version": f"{crime}-{version}", "trained_on": source,
+                  "window_s": cfg.window_s, "timezone": cfg.timezone, "version": f"{crime}-{version}", "trained_on": source,
                   "radius": radius}
         m.save(out / MODEL_FILE.format(crime=crime))
         models[crime] = m

@@ -172,3 +172,11 @@ def test_cli_anfis_train_and_rules(tmp_path, capsys) -> None:
     assert "IF rate is" in capsys.readouterr().out
     assert main(["anfis", "train", "--out", str(out)]) == 2
     assert main(["anfis", "train", str(tmp_path / "missing"), "--out", str(out)]) == 1
+
+
+def test_hour_input_in_the_configured_time_zone(cfg) -> None:
+    c = cfg.model_copy(update={"timezone": "America/Toronto"})
+    ps = build_pairs(_records(10, {4: "robbery"}), c)
+    assert ps.crimes["robbery"].X_train[0, 1] == pytest.approx(16.0)  # 20:00 UTC is 16:00 EDT on 1 May
+    with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
+        CrimeModelsConfig.model_validate({**cfg.model_dump(), "timezone": "Mars/Olympus"})
