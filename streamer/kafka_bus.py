@@ -54,11 +54,13 @@ kafka-python computes record CRCs in pure Python and one producer tops out near
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from types import FrameType
 from typing import Any, Callable, Iterable, Optional, Union
 
@@ -194,6 +196,10 @@ class KafkaBus(Bus):
         self.namespace = self.config.namespace.rstrip(".")
         self._prefix = f"{self.namespace}." if self.namespace else ""
         self._security = security_options(self.config)
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = self._security.get(name)
+            if path and not os.path.isfile(path):
+                raise FileNotFoundError(f"bus.{name}: {path} does not exist or is not a file")
         self._producer_options = {
             "acks": "all",
             "retries": 2_147_483_647,  # retried inside kafka-python until the delivery timeout
@@ -381,8 +387,8 @@ class KafkaBus(Bus):
         try:
             self._producer = KafkaProducer(client_id=self.config.client_id, **self.client_options(),
                                            **self._producer_options)
-        except kerrors.KafkaError as exc:
-            self._note_error(f"broker unreachable: {exc}")
+        except Exception as exc:  # NoBrokersAvailable, but also a bad CA file or SSL settings
+            self._note_error(f"cannot connect the producer: {type(exc).__name__}: {exc}")
             return False
         self._connected = True
         log.info("kafka producer connected to %s", mask_url(self.config.bootstrap or ""))
@@ -397,6 +403,17 @@ class KafkaBus(Bus):
         (log.warning if first else log.debug)("kafka: %s", mask_url(msg))
 
     def _run(self) -> None:
+        while True:
+            try:
+                self._loop()
+                return
+            except Exception:  # the sender must never die silently: log, pause, go on
+                log.exception("kafka outbox sender failed; restarting it in 1 s")
+                self._sleep(1.0)
+                if self._closing:
+                    return
+
+    def _loop(self) -> None:
         backoff = 0.2
         while True:
             with self._cond:
@@ -410,7 +427,7 @@ class KafkaBus(Bus):
                 continue
             if self._create_topics:
                 with self._cond:
-                    pending = {r.topic for r in list(self._outbox)[:64]} - self._tried
+                    pending = {r.topic for r in islice(self._outbox, 64)} - self._tried
                 if pending:
                     self._tried |= pending  # once: on failure the broker's auto-creation serves
                     self.ensure_topics(pending)

@@ -110,6 +110,31 @@ def test_sasl_password_never_reaches_the_logs_even_at_debug(kafka_bootstrap, uni
     assert secret not in text
 
 
+def test_a_missing_tls_file_is_refused_at_start_naming_the_setting(tmp_path):
+    missing = tmp_path / "no-such-ca.pem"
+    cfg = BusConfig(bootstrap="127.0.0.1:9", security_protocol="SSL", ssl_cafile=str(missing))
+    with pytest.raises(FileNotFoundError, match=f"bus.ssl_cafile: {missing}"):
+        KafkaBus(cfg)
+
+
+def test_a_producer_that_cannot_connect_keeps_trying_and_says_why(kafka_bootstrap, unique_name, tmp_path):
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate")
+    cfg = BusConfig(bootstrap=kafka_bootstrap, namespace=unique_name, security_protocol="SSL",
+                    ssl_cafile=str(garbage))
+    bus = KafkaBus(cfg, create_topics=False)
+    try:
+        bus.publish(IND, indicator(1))
+        wait_for(lambda: bus.stats().last_error is not None, 10, "the connection error")
+        s = bus.stats()
+        assert "cannot connect the producer" in s.last_error
+        assert (s.buffered, s.sent, s.dropped) == (1, 0, 0)
+        assert bus._thread.is_alive()  # the sender keeps trying
+        assert bus.health()["ok"] is False
+    finally:
+        bus.close(0.1)
+
+
 def test_wire_topic_names_carry_the_namespace():
     assert wire_topic("", IND) == IND
     assert wire_topic("t1", IND) == "t1.imminence.indicators"
