@@ -64,6 +64,8 @@ class MotionEstimator:
         small = cv2.resize(frame, (self.width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         fg = self._mog.apply(small)
         self.frames += 1
+        if self.frames == 1:  # MOG2 calls the whole first frame foreground: no motion is known yet
+            return 0.0, []
         fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._open)  # drop pixel noise
         motion = float(np.count_nonzero(fg)) / fg.size
         blobs = cv2.dilate(fg, self._grow, iterations=2)  # join the parts of one body
