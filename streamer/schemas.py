@@ -139,6 +139,7 @@ class CellImminence(_Model):
     inputs: dict[str, dict[str, float]] = Field(default_factory=dict, description="ANFIS inputs per crime type")
     top_rules: dict[str, list[RuleFiring]] = Field(default_factory=dict)
     event_ids: list[str] = Field(default_factory=list, description="contributing events (bounded)")
+    event_concepts: list[str] = Field(default_factory=list, description="concept of each of event_ids, same order ('' when none); lets scoring instances merge windows exactly")
     produced_at: UtcDatetime
     models: dict[str, str] = Field(default_factory=dict)
 
