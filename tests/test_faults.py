@@ -42,10 +42,10 @@ def table(title: str, rows: dict[str, object]) -> None:
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A replayable dataset: 2 generated cameras x 30 s (small frames)."""
+    """A replayable dataset: 2 generated cameras x 20 s (small frames)."""
     from streamer.scene.generate import generate_dataset
 
-    return Path(generate_dataset(tmp_path_factory.mktemp("faults-scene"), cameras=2, minutes=0.5, seed=5, fps=10,
+    return Path(generate_dataset(tmp_path_factory.mktemp("faults-scene"), cameras=2, minutes=1 / 3, seed=5, fps=10,
                                  size=(320, 180)))
 
 
@@ -90,7 +90,7 @@ def _indicators(bootstrap: str, ns: str, want: int, timeout: float = 60.0) -> di
 def test_broker_killed_and_restarted_while_a_replay_publishes(s3_broker, scene, tmp_path, procs) -> None:
     ns = "faults-broker"
     cfg = write_config(tmp_path / "cfg.yaml", s3_broker.bootstrap, ns)
-    p = Proc(["replay", str(scene), "--config", str(cfg), "--speed", "2"], tmp_path / "replay.log")
+    p = Proc(["replay", str(scene), "--config", str(cfg), "--speed", "3"], tmp_path / "replay.log")
     procs.append(p)
     scrape_until(p, "imminence_bus_sent_total", 3, timeout=90, topic="imminence.indicators")
     s3_broker.kill()  # kill -9 while clips keep coming
@@ -109,7 +109,7 @@ def test_broker_killed_and_restarted_while_a_replay_publishes(s3_broker, scene, 
         "redelivered copies (deduped)": sum(copies.values()) - len(copies),
         "buffered while broker down": buffered, "outage s": round(outage, 1),
         "dropped / failed (producer)": f"{bus_line.group(2)} / {bus_line.group(3)}"})
-    assert len(copies) == clips == 30
+    assert len(copies) == clips >= 20
     assert bus_line.group(2) == "0" and bus_line.group(3) == "0"
 
 
@@ -132,7 +132,7 @@ def test_replay_killed_mid_clip_and_restarted_gives_each_clip_once(kafka_bootstr
     table("replay kill -9 mid-clip, replayed again", {
         "clips accepted (full run)": clips, "distinct events": len(copies),
         "copies from the killed run (same ids, deduped)": repeats})
-    assert len(copies) == clips == 30 and repeats >= 4  # the first run's events carry the same ids
+    assert len(copies) == clips >= 20 and repeats >= 4  # the first run's events carry the same ids
 
 
 def test_supervisor_restarts_a_killed_worker(kafka_bootstrap, unique_name, long_video, tmp_path, procs) -> None:
@@ -152,12 +152,15 @@ def test_supervisor_restarts_a_killed_worker(kafka_bootstrap, unique_name, long_
     clips_before = metric(body, "imminence_camera_clips_total", camera="cam-k")
     body = scrape_until(sup, "imminence_camera_clips_total", clips_before + 2, timeout=60, camera="cam-k")
     died = [ln for ln in json_lines(sup.text()) if "died (exit code -9)" in ln.get("msg", "")]
+    assert http_get(sup.url() + "/healthz")[0] == 200
+    t_stop = time.monotonic()
+    code = sup.stop(timeout=20)
     table("worker kill -9 under the supervisor", {
+        "graceful stop after the restart (s, exit code)": f"{time.monotonic() - t_stop:.1f}, {code}",
         "restarts (metric)": metric(body, "imminence_supervisor_restarts_total", process="worker:cam-k"),
         "clips before/after restart": f"{clips_before:.0f} / {metric(body, 'imminence_camera_clips_total', camera='cam-k'):.0f}",
         "log lines 'died (exit code -9)'": len(died)})
     assert len(died) == 1 and died[0]["level"] == "ERROR"
-    assert http_get(sup.url() + "/healthz")[0] == 200
 
 
 # -- scoring crash during a rebalance ---------------------------------------------------------------
