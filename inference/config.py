@@ -34,7 +34,7 @@ class ScoringConfig(_Strict):
     max_event_ids: int = Field(default=5000, gt=0, description="event ids carried per cell message (restart dedupe needs them all)")
     dedupe_size: int = Field(default=200_000, gt=0, description="recent event ids remembered to count duplicates")
     known_cameras_only: bool = Field(default=False, description="skip events of cameras not listed under 'cameras' (off for replays of other datasets)")
-    restore: bool = Field(default=True, description="at start, rebuild open windows from imminence.cells so a restart counts nothing twice")
+    restore: bool = Field(default=True, description="follow imminence.cells (from the start at launch, then live) and merge windows, so restarts and several instances count nothing twice")
     restore_horizon_s: float = Field(default=3600.0, gt=0, description="ignore cell messages produced longer ago than this when restoring")
     restore_idle_s: float = Field(default=3.0, gt=0, description="restore ends after this long without a new cell message")
 

@@ -16,21 +16,18 @@ Delivery, restarts and duplicates:
   highest revision per (cell, window).
 * Offsets are committed after the outputs are published, so a crash loses
   nothing: uncommitted events are delivered again.  Those redelivered events
-  may belong to windows the previous instance already published; at start-up
-  the service therefore rebuilds the open windows from the last message per
-  (cell, window) on ``imminence.cells`` (their ``event_ids``), and a redelivered
-  event already in a window's ids is a duplicate, not a second count.  This needs
-  every id of a window in its message (``max_event_ids``, default 5000 per window;
-  beyond that a restart may count a redelivered event twice, and a warning is logged).
-* Several instances share the partitions through the consumer group.  Events
-  are keyed by camera, so a cell watched by cameras on partitions owned by
-  different instances is aggregated by each of them separately; each publishes
-  its own partial aggregate under the same message ids.  Run one instance per
-  group, or one camera per cell, when exact per-cell counts matter.  Likewise a
-  rebalance between live instances loses nothing (revoked partitions are not
-  committed, so the new owner gets their uncommitted events again), but the new
-  owner only rebuilds windows from ``imminence.cells`` when it starts, so a
-  window split across a rebalance may be published as two partial aggregates.
+  may belong to windows already published.  So every instance follows
+  ``imminence.cells`` itself: at start-up it reads it from the beginning
+  (messages younger than ``restore_horizon_s``) until idle, and then keeps
+  reading it between polls, folding each message into its windows as a union
+  of event-id sets (:meth:`WindowAggregator.merge`; messages carry every id and
+  its concept).  A redelivered event already in a window's ids is a duplicate,
+  not a second count.  The same union makes instances of one consumer group
+  converge: a cell whose cameras sit on partitions of different instances, or
+  a window that moved in a rebalance, ends with one message (the highest
+  revision) that counts each event once.  Beyond ``max_event_ids`` ids per
+  window (default 5000) a message is truncated and that guarantee is lost for
+  the window (logged).
 * SIGTERM (``stop()``): the current batch is finished, every changed window
   published, the producer flushed, offsets committed, then the service exits.
 
@@ -53,7 +50,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from inference.config import ScoringConfig
 from inference.crime_models import CrimeModel, score_rows
-from inference.windows import Outcome, WindowAggregator, WindowState
+from inference.windows import Merge, Outcome, WindowAggregator, WindowState
 from streamer.bus import Bus, Received, Subscription
 from streamer.observability import MODEL_INFO
 from streamer.schemas import (CRIME_TYPES, TOPIC_CELLS, TOPIC_INDICATORS, CellImminence, IndicatorEvent,
@@ -106,6 +103,8 @@ class ScoringService:
         self._recent: OrderedDict[str, None] = OrderedDict()  # bounded memory of ids, to count duplicates
         self._stop = threading.Event()
         self._sub: Optional[Subscription] = None
+        self._follower: Optional[Subscription] = None
+        self._merges: dict[str, int] = {}
         self._last_emit = 0.0
         self._last_log: dict[str, float] = {}
         self._counts = {k: 0 for k in _OUTCOMES}
@@ -133,36 +132,48 @@ class ScoringService:
         return self._stop.is_set()
 
     def restore(self) -> int:
-        """Rebuild open windows from the last message per (cell, window) on the output topic."""
+        """Read ``imminence.cells`` from the start until idle, folding every open window in.
+
+        The subscription stays open: :meth:`follow` keeps merging what other
+        instances (and this one) publish.  Returns the windows rebuilt.
+        """
+        self._follower = self.bus.subscribe([self.topic_out], None, from_beginning=True, client_id=self.client_id)
+        idle_since = time.monotonic()
+        before = self._merges.get("created", 0)
+        while time.monotonic() - idle_since < self.cfg.restore_idle_s:
+            if self.follow(timeout=0.5):
+                idle_since = time.monotonic()
+        self._restored = self._merges.get("created", 0) - before
+        log.info("restored %d open window(s) from %s", self._restored, self.topic_out)
+        return self._restored
+
+    def follow(self, timeout: float = 0.0) -> int:
+        """Merge cell messages published since the last call (own and other instances'); returns how many."""
+        if self._follower is None:
+            return 0
+        recs = self._follower.poll(timeout=timeout, max_records=2000)
         horizon = self.clock() - self.cfg.restore_horizon_s
-        latest: dict[tuple[str, float], CellImminence] = {}
-        sub = self.bus.subscribe([self.topic_out], None, from_beginning=True, client_id=self.client_id)
-        try:
-            idle_since = time.monotonic()
-            while time.monotonic() - idle_since < self.cfg.restore_idle_s:
-                recs = sub.poll(timeout=0.5, max_records=2000)
-                if recs:
-                    idle_since = time.monotonic()
-                for r in recs:
-                    m = r.event
-                    if not isinstance(m, CellImminence) or m.produced_at.timestamp() < horizon:
-                        continue
-                    key = (m.cell_id, m.window_start.timestamp())
-                    if key not in latest or latest[key].revision < m.revision:
-                        latest[key] = m
-        finally:
-            sub.close()
-        n = 0
-        for (cell, start), m in latest.items():
+        for r in recs:
+            m = r.event
+            if not isinstance(m, CellImminence) or m.produced_at.timestamp() < horizon:
+                continue
             if m.events > len(m.event_ids):
-                log.warning("window %s of cell %s holds %d events but only %d ids: redelivered events beyond "
-                            "those may count twice", m.window_start.isoformat(), cell, m.events, len(m.event_ids))
-            if self.agg.restore(cell, start, m.window_end.timestamp(), m.revision, m.event_ids,
-                                m.concept_counts, m.cameras):
-                n += 1
-        self._restored = n
-        log.info("restored %d open window(s) from %s", n, self.topic_out)
-        return n
+                self._note_truncated(m)
+            outcome = self.agg.merge(m.cell_id, m.window_start.timestamp(), m.window_end.timestamp(), m.revision,
+                                     m.event_ids, m.event_concepts, m.cameras, m.concept_counts, m.events)
+            self._merges[outcome.value] = self._merges.get(outcome.value, 0) + 1
+            if outcome is Merge.CONFLICT:
+                log.warning("window %s of cell %s: another instance's message lists no per-event concepts; "
+                            "kept this instance's count", m.window_start.isoformat(), m.cell_id)
+        return len(recs)
+
+    def _note_truncated(self, m: CellImminence) -> None:
+        now = time.monotonic()
+        if now - self._last_log.get("truncated", -1e9) >= _LOG_EVERY_S:
+            self._last_log["truncated"] = now
+            log.warning("window %s of cell %s holds %d events but its message only %d ids: redelivered "
+                        "events beyond those may count twice", m.window_start.isoformat(), m.cell_id, m.events,
+                        len(m.event_ids))
 
     def open(self) -> Subscription:
         if self.cfg.restore:
@@ -171,24 +182,38 @@ class ScoringService:
                                        client_id=self.client_id)
         return self._sub
 
+    def step(self, poll_timeout_s: float = 0.2, force_emit: bool = False) -> int:
+        """One loop turn: poll and count, merge published cells, publish+commit when due; returns records."""
+        sub = self._sub or self.open()
+        recs = sub.poll(timeout=poll_timeout_s, max_records=self.cfg.max_poll_records)
+        if recs:
+            self.process(recs)
+        self.follow()
+        if force_emit or time.monotonic() - self._last_emit >= self.cfg.emit_interval_s or self._stop.is_set():
+            self.emit()
+        return len(recs)
+
+    def close(self) -> None:
+        """Leave the group without committing (what was not committed is delivered again)."""
+        for sub in (self._sub, self._follower):
+            if sub is not None:
+                sub.close()
+        self._sub = self._follower = None
+
     def run(self, *, idle_exit_s: Optional[float] = None, poll_timeout_s: float = 0.2) -> dict:
         """Consume until :meth:`stop` (or ``idle_exit_s`` without a record); returns :meth:`stats`."""
-        sub = self._sub or self.open()
+        if self._sub is None:
+            self.open()
         idle_since = time.monotonic()
         try:
             while not self._stop.is_set():
-                recs = sub.poll(timeout=poll_timeout_s, max_records=self.cfg.max_poll_records)
-                if recs:
+                if self.step(poll_timeout_s):
                     idle_since = time.monotonic()
-                    self.process(recs)
-                if time.monotonic() - self._last_emit >= self.cfg.emit_interval_s or self._stop.is_set():
-                    self.emit()
                 if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
                     break
             self.emit()
         finally:
-            sub.close()
-            self._sub = None
+            self.close()
         log.info("scoring stopped: %s", self.stats())
         return self.stats()
 
@@ -292,10 +317,12 @@ class ScoringService:
         for w, s in zip(windows, scored):
             w.revision += 1
             ids = list(w.event_ids)
+            concepts = list(w.event_ids.values())
             if len(ids) > self.cfg.max_event_ids:
                 log.warning("window %s of cell %s has %d events; only %d ids fit in its message",
                             _iso(w.start).isoformat(), w.cell_id, len(ids), self.cfg.max_event_ids)
                 ids = ids[-self.cfg.max_event_ids:]
+                concepts = concepts[-self.cfg.max_event_ids:]
             ws = _iso(w.start)
             msg = CellImminence(
                 message_id=f"{w.cell_id}|{ws.isoformat()}|{w.revision}", cell_id=w.cell_id,
@@ -306,7 +333,7 @@ class ScoringService:
                 concept_counts=dict(w.concept_counts), inputs=s["inputs"],
                 top_rules={c: [RuleFiring(rule=t, strength=min(1.0, max(0.0, st)), output=o) for t, st, o in rules]
                            for c, rules in s["top_rules"].items()},
-                event_ids=ids, produced_at=produced, models=self.model_versions)
+                event_ids=ids, event_concepts=concepts, produced_at=produced, models=self.model_versions)
             self.bus.publish(self.topic_out, msg, key=w.cell_id)
             for p in w.publish_times:
                 lag = max(0.0, now - p)
@@ -325,6 +352,7 @@ class ScoringService:
         """Counters of this instance: events by outcome, cells published, windows, commits."""
         return {"events": dict(self._counts), "cells_published": self._published,
                 "open_windows": len(self.agg.windows), "restored_windows": self._restored,
+                "merges": dict(self._merges),
                 "commits": self._commits,
                 "watermark": _iso(self.agg.watermark).isoformat() if self.agg.watermark > -1e18 else None}
 

@@ -9,11 +9,12 @@ updates an open window, which is then published again as a new revision.  An
 event whose windows are all closed is *too late*: counted and logged, not
 aggregated.
 
-Each window keeps the ids of its events, so an event delivered twice (producer
-retry, consumer redelivery after a restart) is counted once.  The state of a
-window can be rebuilt from the last :class:`~streamer.schemas.CellImminence`
-published for it (:meth:`WindowAggregator.restore`), which is how a restarted
-service avoids counting again the redelivered events of a half-published window.
+Each window keeps the ids of its events (with their concepts), so an event
+delivered twice (producer retry, consumer redelivery after a restart) is counted
+once.  Published aggregates are folded back in with :meth:`WindowAggregator.merge`
+as a union of id sets: that is how a restarted service avoids counting again the
+redelivered events of a half-published window, and how instances of a consumer
+group converge on one count for a window they both saw.
 """
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterable, Optional
+
+
+class Merge(str, Enum):
+    CREATED = "created"  # the window was not held here: rebuilt from the message
+    COVERED = "covered"  # the message holds everything known here (e.g. our own, read back)
+    MERGED = "merged"  # the union differs from the message: publish it again
+    STALE = "stale"  # an older message, already superseded by what was published here
+    CONFLICT = "conflict"  # partial overlap with a message that has no per-event concepts
+    CLOSED = "closed"  # the window is closed here
 
 
 class Outcome(str, Enum):
@@ -36,7 +46,7 @@ class WindowState:
     cell_id: str
     start: float  # Unix seconds
     end: float
-    event_ids: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+    event_ids: dict[str, str] = field(default_factory=dict)  # id -> concept ('' when none), insertion-ordered
     concept_counts: Counter = field(default_factory=Counter)
     cameras: set[str] = field(default_factory=set)
     revision: int = -1  # last published revision; -1 = never published
@@ -87,8 +97,8 @@ class WindowAggregator:
                 w = self.windows[key] = WindowState(cell_id, start, start + self.window_s)
             if event_id in w.event_ids:
                 continue
-            w.event_ids[event_id] = None
-            if concept is not None:
+            w.event_ids[event_id] = concept or ""
+            if concept:
                 w.concept_counts[concept] += 1
             w.cameras.add(camera_id)
             if not w.dirty:
@@ -118,15 +128,59 @@ class WindowAggregator:
                 out.append(w)
         return out
 
-    def restore(self, cell_id: str, start: float, end: float, revision: int, event_ids: Iterable[str],
-                concept_counts: dict[str, int], cameras: Iterable[str]) -> bool:
-        """Rebuild a window from its last published state; False when that window is already closed."""
+    def merge(self, cell_id: str, start: float, end: float, revision: int, event_ids: list[str],
+              event_concepts: list[str], cameras: Iterable[str], concept_counts: dict[str, int],
+              events: int) -> Merge:
+        """Fold a published aggregate of this window into the local state.
+
+        The message may be this instance's own (read back), another instance's
+        (a cell whose cameras are split across the group, or a window that moved
+        in a rebalance) or the last one published before a restart.  The window
+        becomes the union of both id sets; it is marked for publication unless
+        the message already holds everything known here under a revision that
+        wins downstream (downstream keeps the highest revision per window).
+        """
         if self.is_closed(start):
-            return False
+            return Merge.CLOSED
+        exact = len(event_concepts) == len(event_ids) and events == len(event_ids)
         key = (cell_id, start)
         w = self.windows.get(key)
-        if w is not None and w.revision >= revision:
-            return True
-        self.windows[key] = WindowState(cell_id, start, end, dict.fromkeys(event_ids),
-                                        Counter(concept_counts), set(cameras), revision, restored=True)
-        return True
+        if w is None:
+            w = WindowState(cell_id, start, end, revision=revision, restored=True)
+            if exact:
+                w.event_ids = dict(zip(event_ids, event_concepts))
+                w.concept_counts = Counter(c for c in event_concepts if c)
+            else:  # an older or truncated message: counts as published, concepts per id unknown
+                w.event_ids = dict.fromkeys(event_ids, "")
+                w.concept_counts = Counter(concept_counts)
+            w.cameras = set(cameras)
+            self.windows[key] = w
+            return Merge.CREATED
+        before = w.revision
+        new = [i for i in event_ids if i not in w.event_ids]
+        own_extra = len(w.event_ids) - (len(event_ids) - len(new))
+        if new:
+            if exact:
+                concept_of = dict(zip(event_ids, event_concepts))
+                for i in new:
+                    c = concept_of[i]
+                    w.event_ids[i] = c
+                    if c:
+                        w.concept_counts[c] += 1
+            elif own_extra == 0:  # the message holds everything known here: adopt it as it is
+                w.event_ids = dict.fromkeys(event_ids, "")
+                w.concept_counts = Counter(concept_counts)
+            else:
+                return Merge.CONFLICT  # cannot count the other side's events exactly; keep ours
+            w.cameras |= set(cameras)
+        w.revision = max(before, revision)
+        if not new and revision < before:
+            return Merge.STALE  # what was published here already wins downstream
+        if own_extra == 0 and (revision > before or (revision == before and not new)):
+            w.dirty = False  # the message already says all we know
+            w.first_dirty_at = None
+            w.publish_times = []
+            return Merge.COVERED
+        if not w.dirty:
+            w.dirty = True
+        return Merge.MERGED
