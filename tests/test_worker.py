@@ -158,27 +158,37 @@ cameras:
     return cfg
 
 
-def imminence(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imminence.cli", *args], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT, **kw)
+def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """Run ``imminence ARGS`` in this process (imports already paid), restoring the signal handlers it sets."""
+    from imminence.cli import main
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = main(list(args))
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("corrupt", [False, True])
-def test_worker_command_fails_clearly_on_a_bad_video(tmp_path: Path, corrupt: bool) -> None:
+def test_worker_command_fails_clearly_on_a_bad_video(tmp_path: Path, corrupt: bool,
+                                                    capsys: pytest.CaptureFixture) -> None:
     video = tmp_path / "gone.mp4"
     if corrupt:
         video.write_bytes(os.urandom(4096))
     cfg = write_config(tmp_path, str(video))
-    r = imminence("worker", "--camera", "plaza", "--config", str(cfg))
-    assert r.returncode == 1, r.stderr
-    assert str(video) in r.stderr and "camera plaza" in r.stderr
-    assert "Traceback" not in r.stderr
+    code, _, err = cli(capsys, "worker", "--camera", "plaza", "--config", str(cfg))
+    assert code == 1, err
+    assert str(video) in err and "camera plaza" in err
+    assert "Traceback" not in err
 
 
-def test_worker_command_unknown_camera_is_a_config_error(tmp_path: Path) -> None:
+def test_worker_command_unknown_camera_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cfg = write_config(tmp_path, str(CLIP))
-    r = imminence("worker", "--camera", "plazza", "--config", str(cfg))
-    assert r.returncode == 2 and "did you mean 'plaza'" in r.stderr and str(cfg) in r.stderr
+    code, _, err = cli(capsys, "worker", "--camera", "plazza", "--config", str(cfg))
+    assert code == 2 and "did you mean 'plaza'" in err and str(cfg) in err
 
 
 @pytest.mark.slow
