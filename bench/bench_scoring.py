@@ -57,7 +57,7 @@ def throughput(bootstrap: str, models, n: int) -> dict:
     pub_s = time.perf_counter() - t
     prod.close(5)
     bus = KafkaBus(bootstrap, namespace=ns, max_poll_records=2000)
-    cfg = ScoringConfig(allowed_lateness_s=1e7, restore=False, max_poll_records=2000, emit_interval_s=0.5,
+    cfg = ScoringConfig(allowed_lateness_s=1e7, restore_idle_s=1.0, max_poll_records=2000, emit_interval_s=0.5,
                         group=f"{ns}-score")
     svc = ScoringService(bus, models, cfg)
     sub = svc.open()
@@ -68,7 +68,8 @@ def throughput(bootstrap: str, models, n: int) -> dict:
         if recs and first is None:
             first = time.perf_counter()
         svc.process(recs)
-        if time.perf_counter() - svc._last_emit >= cfg.emit_interval_s:
+        svc.follow()  # the service reads its own output back too (restart and multi-instance merging)
+        if time.monotonic() - svc._last_emit >= cfg.emit_interval_s:
             svc.emit()
     svc.emit()
     elapsed = time.perf_counter() - first
@@ -88,7 +89,7 @@ def lag(bootstrap: str, models, rate: float, seconds: float) -> dict:
     events = sorted(to_events(generate_records(cells=16, hours=hours, seed=6, start=start)),
                     key=lambda e: e.clip_start)[:n]
     bus = KafkaBus(bootstrap, namespace=ns)
-    cfg = ScoringConfig(allowed_lateness_s=1e7, restore=False, emit_interval_s=0.5, group=f"{ns}-score")
+    cfg = ScoringConfig(allowed_lateness_s=1e7, restore_idle_s=1.0, emit_interval_s=0.5, group=f"{ns}-score")
     svc = ScoringService(bus, models, cfg)
     svc.open()
     worker = threading.Thread(target=svc.run, kwargs={"poll_timeout_s": 0.05}, daemon=True)
