@@ -286,31 +286,13 @@ def test_garbage_wrong_schema_huge_out_of_order_and_duplicate_records(kafka_boot
 
 
 # -- network source drop ------------------------------------------------------------------------------
-RTSP_SERVER = r'''
-import sys
-import gi
-gi.require_version("Gst", "1.0")
-gi.require_version("GstRtspServer", "1.0")
-from gi.repository import Gst, GstRtspServer, GLib
-Gst.init(None)
-server = GstRtspServer.RTSPServer()
-server.set_service(sys.argv[1])
-factory = GstRtspServer.RTSPMediaFactory()
-factory.set_launch("( videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=10/1 "
-                   "! videoconvert ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 "
-                   "! rtph264pay name=pay0 pt=96 )")
-factory.set_shared(True)
-server.get_mount_points().add_factory("/cam", factory)
-server.attach(None)
-print("ready", flush=True)
-GLib.MainLoop().run()
-'''
+RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")  # the camera tests' GStreamer RTSP server
 
 
-def _rtsp_server(script: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["/usr/bin/python3", str(script), str(port)], stdout=subprocess.PIPE,
+def _rtsp_server(port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(["/usr/bin/python3", str(RTSP_SERVER), "--port", str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    assert proc.stdout.readline().strip() == b"ready"
+    assert proc.stdout.readline().strip() == b"READY", "the RTSP test server did not start"
     return proc
 
 
@@ -331,9 +313,7 @@ def test_network_source_dropped_and_restored(kafka_bootstrap, unique_name, tmp_p
 
     ns = unique_name
     port = free_port()
-    script = tmp_path / "rtsp_server.py"
-    script.write_text(RTSP_SERVER)
-    server = _rtsp_server(script, port)
+    server = _rtsp_server(port)
     try:
         cfg = write_config(tmp_path / "cfg.yaml", kafka_bootstrap, ns, cameras=[
             {"id": "gate", "source": f"rtsp://op:hunter2@127.0.0.1:{port}/cam",
@@ -352,7 +332,7 @@ def test_network_source_dropped_and_restored(kafka_bootstrap, unique_name, tmp_p
         body = http_get(w.url() + "/metrics")[1]
         clips_down = metric(body, "imminence_camera_clips_total", camera="gate")
         time.sleep(2)
-        server = _rtsp_server(script, port)  # back on the same address
+        server = _rtsp_server(port)  # back on the same address
         body = scrape_until(w, "imminence_camera_clips_total", clips_down + 3, timeout=60, camera="gate")
         assert http_get(w.url() + "/healthz")[0] == 200
         clips = metric(body, "imminence_camera_clips_total", camera="gate")
