@@ -405,12 +405,17 @@ class BusFeed:
         self.state.source = "bus"
         self._thread = threading.Thread(target=self._run, name="console-feed", daemon=True)
         self._thread.start()
+        if self.probe is not None:
+            # Its own thread: kafka-python may block in subscribe/poll while brokers are down.
+            self._probe_thread = threading.Thread(target=self._probe_loop, name="console-probe", daemon=True)
+            self._probe_thread.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for t in (self._thread, getattr(self, "_probe_thread", None)):
+            if t is not None:
+                t.join(timeout)
 
     def _dead_lettered(self) -> int:
         try:
@@ -418,9 +423,17 @@ class BusFeed:
         except Exception:
             return 0
 
+    def _probe_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ok = bool(self.probe())
+            except Exception:
+                ok = False
+            self.state.set_connected(ok)
+            self._stop.wait(self.probe_every_s)
+
     def _run(self) -> None:
         sub: Optional[Subscription] = None
-        next_probe = 0.0
         dl_base = self._dead_lettered()
         while not self._stop.is_set():
             try:
@@ -433,15 +446,11 @@ class BusFeed:
                     self.state.apply(rec.topic, rec.event)
                 if records:
                     sub.commit()
-                    self.state.set_connected(True)
                 # The bus dead-letters invalid records before they reach us: count them as skipped.
                 dl = self._dead_lettered()
                 if dl > dl_base:
                     self.state.count_malformed("bus", "invalid record dead-lettered by the bus", dl - dl_base)
                     dl_base = dl
-                if self.probe is not None and time.monotonic() >= next_probe:
-                    next_probe = time.monotonic() + self.probe_every_s
-                    self.state.set_connected(self.probe())
             except Exception as exc:  # broker trouble: mark stale, retry with a fresh consumer
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.warning("console feed error (%s); retrying", self.error)
