@@ -65,11 +65,11 @@ class CameraConfig(_Strict):
     source: str = Field(min_length=1, description="rtsp://..., http(s)://..., a video file path, or a device index")
     position: Position
     fps: float = Field(default=5.0, gt=0, le=120, description="analysis rate: frames per second actually analysed")
-    clip_seconds: float = Field(default=2.0, gt=0, le=60)
+    clip_seconds: float = Field(default=2.0, gt=0, le=60, description="clip length: one IndicatorEvent per clip")
     live: Optional[bool] = Field(default=None, description="keep only the newest frame (default: true for network sources)")
-    open_timeout_s: float = Field(default=10.0, gt=0)
-    read_timeout_s: float = Field(default=5.0, gt=0)
+    open_timeout_s: float = Field(default=10.0, gt=0, description="give up opening a live source after this long, then retry")
+    read_timeout_s: float = Field(default=5.0, gt=0, description="a live read that takes longer fails and the stream is reopened")
     watchdog_s: float = Field(default=20.0, gt=0, description="reopen the source when no frame came for this long")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="cap of the exponential reconnect backoff")
     masks: list[list[tuple[float, float]]] = Field(default_factory=list, description="privacy masks: polygons in pixel coordinates, blacked out before analysis")
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="false = `imminence workers` skips this camera")
