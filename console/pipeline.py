@@ -39,6 +39,7 @@ class SceneRun:
     cells: int
     snapshots: int
     seconds: float
+    concepts_error: Optional[str] = None  # why no concept model was trained, if it was not
 
 
 def cut_clip(video: Path, out: Path, seconds: float) -> Path:
@@ -70,9 +71,11 @@ def train_concept_models(dataset: Path, out: Path, detectors: Any) -> Any:
     Returns a copy of ``detectors`` that uses them, so workers and uploads label
     clips with concepts and GMCP as a deployment with trained models would.
     """
-    from imminence.cli import main as imminence
+    from imminence.cli import build_parser
 
-    rc = imminence(["concepts", "train", str(dataset), "--out", str(out)])
+    # The command's own handler, without cli.main's logging set-up (callers keep theirs).
+    args = build_parser().parse_args(["concepts", "train", str(dataset), "--out", str(out)])
+    rc = args.func(args)
     if rc != 0:
         raise RuntimeError(f"imminence concepts train {dataset} failed with exit code {rc}")
     d = detectors.model_copy(deep=True)
@@ -100,8 +103,14 @@ def run_scene_pipeline(bootstrap: str, namespace: str, workdir: str | Path, *, c
     detectors = detectors or DetectorsConfig()
     ds = generate_dataset(workdir / "scene", cameras=cameras, minutes=minutes, seed=seed, fps=fps * 2,
                           size=(320, 180))
+    concepts_error = None
     if train_concepts:
-        detectors = train_concept_models(ds, workdir / "concepts", detectors)
+        try:
+            detectors = train_concept_models(ds, workdir / "concepts", detectors)
+        except Exception as exc:  # the rest of the pipeline still runs; the caller sees why labels are missing
+            concepts_error = f"{type(exc).__name__}: {exc}"
+            log.warning("concept training on the scene failed, clips will have no concept labels: %s",
+                        concepts_error)
     videos, grid_cfg = dataset_videos(ds, fps=fps)
     grid = Grid.from_config(grid_cfg)
     clip = cut_clip(videos[0].path, workdir / "upload-clip.avi", 6.0)
@@ -139,4 +148,5 @@ def run_scene_pipeline(bootstrap: str, namespace: str, workdir: str | Path, *, c
     events = int(replay.events)
     return SceneRun(namespace=namespace, grid=grid, dataset=Path(ds), run_dir=run_dir, clip=clip,
                     detectors=detectors, events=events, cells=int(score_stats.get("cells_published", 0)),
-                    snapshots=int(map_stats.snapshots), seconds=time.monotonic() - t0)
+                    snapshots=int(map_stats.snapshots), seconds=time.monotonic() - t0,
+                    concepts_error=concepts_error)

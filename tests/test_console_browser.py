@@ -243,6 +243,13 @@ def test_upload_generated_clip_and_corrupt_file(browser, live, scene, tmp_path, 
     _, server, _ = live
     page = _open(browser, server.url)
     page.click("#upload-tab")
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"definitely not a video" * 100)
+    page.set_input_files("#upload-file", str(bad))
+    page.click("#upload-form button")
+    page.wait_for_selector("#upload-status.error")
+    assert "not a video or an image" in page.inner_text("#upload-status")
+    assert scene.concepts_error is None, f"no concept model to label the upload with: {scene.concepts_error}"
     page.set_input_files("#upload-file", str(scene.clip))
     page.click("#upload-form button")
     page.wait_for_selector("#upload-clips tr", timeout=60_000)
@@ -250,12 +257,6 @@ def test_upload_generated_clip_and_corrupt_file(browser, live, scene, tmp_path, 
     assert labels and all(lab in schemas.CONCEPTS for lab in labels), labels
     assert page.locator(".keyframes img").count() >= 1
     shots(page, "console-upload")
-    bad = tmp_path / "clip.mp4"
-    bad.write_bytes(b"definitely not a video" * 100)
-    page.set_input_files("#upload-file", str(bad))
-    page.click("#upload-form button")
-    page.wait_for_selector("#upload-status.error")
-    assert "not a video or an image" in page.inner_text("#upload-status")
     page.close()
 
 
