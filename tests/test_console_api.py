@@ -326,3 +326,16 @@ def test_cli_hash_password_and_missing_source(monkeypatch, capsys):
     assert verify_password("correct horse", out) and "correct horse" not in out
     assert main(["web"]) == 2  # neither --bootstrap nor --from
     assert "give --bootstrap" in capsys.readouterr().err
+
+
+def test_users_and_token_from_environment():
+    env = {"IMMINENCE_WEB_USERS": f"eve:operator:{hash_password('pw-eve')}", "IMMINENCE_WEB_TOKEN": "env-tok"}
+    auth = Authenticator(WebConfig(host="10.0.0.5"), env=env)
+    auth.check_bind("10.0.0.5")  # configured: may serve a public address
+    sid = auth.login("eve", "pw-eve")
+    assert sid and auth.principal(sid, None).role == "operator"
+    assert auth.login("eve", "nope") is None and auth.failed_logins == 1
+    assert auth.principal(None, "Bearer env-tok").via == "token"
+    assert auth.principal(None, "Bearer other") is None and auth.principal("forged", None) is None
+    with pytest.raises(AuthError, match="name:role:hash"):
+        Authenticator(WebConfig(), env={"IMMINENCE_WEB_USERS": "broken-entry"})
