@@ -50,6 +50,29 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _load_prctl():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux/glibc: children may outlive a killed parent
+        return None
+
+
+_PRCTL = _load_prctl()  # resolved up front: the child after fork must not import anything
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the process that started us dies (Linux).
+
+    A test run killed by a timeout would otherwise leave brokers, S3 servers
+    and proxies running.  (The signal follows the *thread* that spawned the
+    child; start these helpers from a thread that lives as long as they do.)
+    """
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def port_in_use(host: str, port: int) -> bool:
     """True when something already accepts connections on ``host:port``."""
     try:
@@ -102,7 +125,7 @@ class EmbeddedBroker:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.env}
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         if not wait_port(self.host, self.port, timeout) or self.proc.poll() is not None:
             code = self.proc.poll()
             self.stop()
@@ -179,7 +202,7 @@ class S3Store:
             exe = Path(found)
         self.proc = subprocess.Popen([str(exe), "-H", self.host, "-p", str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         if not wait_port(self.host, self.port, timeout):
             self.stop()
             raise BrokerError(f"moto_server did not listen on {self.host}:{self.port} within {timeout}s")
@@ -262,7 +285,7 @@ class TlsProxy:
             f"[kafka]\naccept = {self.host}:{self.port}\nconnect = {self.host}:{self.target_port}\n"
             f"cert = {self.workdir / 'server.pem'}\nkey = {self.workdir / 'server.key'}\n")
         self.proc = subprocess.Popen([exe, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         if not wait_port(self.host, self.port, timeout) or self.proc.poll() is not None:
             code = self.proc.poll()
             self.stop()
