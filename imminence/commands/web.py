@@ -78,6 +78,10 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"imminence web: {exc}", file=sys.stderr)
         return 2
+    from streamer.observability import set_health  # noqa: PLC0415
+
+    # /healthz (with --metrics-port): unhealthy while the live feed's broker is unreachable
+    set_health("console", lambda: {"ok": bool(args.run_dir) or console.state.connected, **console.state.status()})
     scheme = "https" if web.tls_cert else "http"
     print(f"imminence web: console at {scheme}://{web.host}:{web.port}/ "
           f"({'run folder ' + args.run_dir if args.run_dir else 'live from ' + bootstrap})", file=sys.stderr, flush=True)
