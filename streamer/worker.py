@@ -200,6 +200,8 @@ class CameraWorker:
                 if live:
                     next_due = frame.mono + (slot + 1 - frame.t * fps) / fps
                 self._analyse(frame)
+                if math.floor((slot + 1) / fps / self.clip_seconds + 1e-9) != self._clip.index:
+                    self._emit()  # the next analysis slot opens a new clip: this one is complete now
                 self._publish_status()
         finally:
             if self._clip is not None:
