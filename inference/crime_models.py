@@ -205,6 +205,31 @@ def build_pairs(records: Iterable[ClipRecord], cfg: CrimeModelsConfig) -> PairSe
                    {c: len(v) for c, v in staged.items()})
 
 
+def rates_from_incidents(cells: Sequence[Optional[str]], crime_types: Sequence[str], span_hours: float,
+                         all_cells: Sequence[str], rate_per_hours: float = 24.0) -> dict[str, dict[str, float]]:
+    """Per-cell crime rates (incidents per ``rate_per_hours``) from historical incident reports.
+
+    ``cells[i]`` / ``crime_types[i]`` are the grid cell (None outside the area) and
+    type of incident i over ``span_hours``; ``default`` is the mean over ``all_cells``.
+    The result has the shape of ``CrimeModelsConfig.rates``.
+    """
+    if span_hours <= 0:
+        raise CrimeModelError(f"incident span must be positive, got {span_hours} h")
+    if not all_cells:
+        raise CrimeModelError("the grid has no cells")
+    counts: dict[str, dict[str, int]] = {c: defaultdict(int) for c in CRIME_TYPES}
+    for cell, crime in zip(cells, crime_types):
+        if cell is not None and crime in counts:
+            counts[crime][cell] += 1
+    scale = rate_per_hours / span_hours
+    out = {}
+    for crime, per_cell in counts.items():
+        rates = {cell: per_cell.get(cell, 0) * scale for cell in all_cells}  # cells without incidents: 0
+        rates["default"] = sum(n for cell, n in per_cell.items() if cell in rates) * scale / len(all_cells)
+        out[crime] = rates
+    return out
+
+
 # -- the trained systems ------------------------------------------------------------
 @dataclass
 class CrimeModel:

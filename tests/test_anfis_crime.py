@@ -142,23 +142,63 @@ def test_model_folder_errors(tmp_path) -> None:
         load_models(tmp_path)
 
 
-def test_records_from_dataset(tmp_path) -> None:
+def _dataset(root, minutes: int = 1) -> None:
+    from mapping.grid import GridConfig
     from streamer.config import Position
     from streamer.dataset import (ClipTruth, DatasetManifest, GroundTruth, VideoEntry, write_ground_truth,
                                   write_manifest)
-    from mapping.grid import GridConfig
 
-    (tmp_path / "cam1.mp4").write_bytes(b"\0")
-    write_ground_truth(tmp_path / "cam1.gt.json", GroundTruth(fps=10, clip_seconds=2, clips=[
-        ClipTruth(index=0, start_s=0, end_s=2, concept="loitering"),
-        ClipTruth(index=1, start_s=2, end_s=4, concept="violent_movement", crimes=["robbery"])]))
-    write_manifest(tmp_path, DatasetManifest(
-        grid=GridConfig(bbox=(0, 0, 400, 400), crs="metric", cell_size_m=100),
-        videos=[VideoEntry(file="cam1.mp4", camera_id="cam1", position=Position(x=150, y=250), start=T0,
+    clips = [ClipTruth(index=0, start_s=0, end_s=2, concept="loitering"),
+             ClipTruth(index=1, start_s=2, end_s=4, concept="violent_movement", crimes=["robbery"])]
+    clips += [ClipTruth(index=k, start_s=2 * k, end_s=2 * k + 2, concept="normal", crimes=["robbery"] if k % 97 == 0 else [])
+              for k in range(2, 30 * minutes)]
+    (root / "cam1.mp4").write_bytes(b"\0")
+    write_ground_truth(root / "cam1.gt.json", GroundTruth(fps=10, clip_seconds=2, clips=clips))
+    write_manifest(root, DatasetManifest(
+        grid=GridConfig(bbox=(-79.40, 43.64, -79.37, 43.66), cell_size_m=500),
+        videos=[VideoEntry(file="cam1.mp4", camera_id="cam1", position=Position(lon=-79.385, lat=43.65), start=T0,
                            annotations="cam1.gt.json")]))
+
+
+def test_records_from_dataset(tmp_path) -> None:
+    _dataset(tmp_path)
     recs = records_from_dataset(tmp_path)
-    assert [(r.cell_id, r.clip_start, r.concept, r.crimes) for r in recs] == [
-        ("r2c1", T0, "loitering", ()), ("r2c1", T0 + timedelta(seconds=2), "violent_movement", ("robbery",))]
+    cell = recs[0].cell_id
+    assert cell.startswith("r") and all(r.cell_id == cell for r in recs)
+    assert [(r.clip_start, r.concept, r.crimes) for r in recs[:2]] == [
+        (T0, "loitering", ()), (T0 + timedelta(seconds=2), "violent_movement", ("robbery",))]
+
+
+def test_rates_from_incidents() -> None:
+    from inference.crime_models import rates_from_incidents
+
+    r = rates_from_incidents(["a", "a", "b", None, "a"], ["robbery", "robbery", "robbery", "robbery", "battery"],
+                             span_hours=48, all_cells=["a", "b", "c", "d"], rate_per_hours=24)
+    assert r["robbery"] == {"a": 1.0, "b": 0.5, "c": 0.0, "d": 0.0, "default": 0.375}
+    assert r["battery"]["a"] == 0.5 and r["larceny"]["default"] == 0.0
+    with pytest.raises(CrimeModelError, match="span must be positive"):
+        rates_from_incidents([], [], 0, ["a"])
+
+
+def test_cli_train_with_rates_from_incident_reports(tmp_path, capsys) -> None:
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    _dataset(ds, minutes=60)
+    rows = ["occurrencedate,occurrencehour,MCI,Lat,Long"]
+    for d in range(1, 11):  # 10 days; robberies at the camera, one assault far away
+        rows.append(f"2019/01/{d:02d} 05:00:00+00,14,Robbery,43.65,-79.385")
+    rows.append("2019/01/05 05:00:00+00,3,Assault,43.655,-79.375")
+    (tmp_path / "mci.csv").write_text("\n".join(rows) + "\n")
+    code = main(["anfis", "train", str(ds), "--incidents", str(tmp_path / "mci.csv"), "--epochs", "2",
+                 "--no-plots", "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "rates from 11 incidents (11 inside the grid)" in err
+    rob = json.loads((tmp_path / "m" / "robbery.json").read_text())["meta"]["rates"]
+    cell = records_from_dataset(ds)[0].cell_id
+    assert rob[cell] == pytest.approx(10 / (9 * 24) * 24)  # 10 robberies over 9 days, per 24 h
+    assert sum(v > 0 for k, v in rob.items() if k != "default") == 1
+    assert main(["anfis", "train", "--synthetic", "--incidents", str(tmp_path / "mci.csv")]) == 2
 
 
 def test_cli_anfis_train_and_rules(tmp_path, capsys) -> None:

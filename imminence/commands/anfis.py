@@ -22,7 +22,8 @@ from pathlib import Path
 from imminence.configfile import load
 from inference.anfis import ANFIS, ANFISError
 from inference.config import CrimeModelsConfig
-from inference.crime_models import CrimeModelError, build_pairs, format_report, records_from_dataset, train_models
+from inference.crime_models import (CrimeModelError, build_pairs, format_report, rates_from_incidents,
+                                    records_from_dataset, train_models)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "crime_models.yaml"
 
@@ -42,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--hours", type=float, default=6.0, help="--synthetic: hours per cell (default 6)")
     t.add_argument("--crimes-per-hour", type=float, default=2.0, help="--synthetic: crimes per hour in an average cell")
     t.add_argument("--seed", type=int, default=1, help="--synthetic: random seed (default 1)")
+    t.add_argument("--incidents", default=None, metavar="CSV",
+                   help="historical incident reports: the rate input per cell comes from them (cells of the "
+                        "dataset's grid) instead of from the staged crimes; config 'rates' still override")
+    t.add_argument("--incidents-format", default="toronto-mci", choices=["toronto-mci", "sf", "generic"],
+                   help="format of --incidents (see mapping/incidents.py)")
+    t.add_argument("--incidents-mapping", default=None, help="generic format: time=COL,category=COL,lon=COL,lat=COL")
     t.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     t.set_defaults(func=train)
     r = sub.add_parser("rules", help="print the rules of a model file")
@@ -66,8 +73,14 @@ def train(args: argparse.Namespace) -> int:
         elif args.dataset:
             records = records_from_dataset(args.dataset)
             source = str(args.dataset)
+            if args.incidents:
+                cfg = _with_incident_rates(cfg, args)
+                source += f" (rates from {args.incidents})"
         else:
             print("imminence anfis train: give a DATASET folder or --synthetic", file=sys.stderr)
+            return 2
+        if args.incidents and not args.dataset:
+            print("imminence anfis train: --incidents needs a DATASET (its grid places the incidents)", file=sys.stderr)
             return 2
         pairs = build_pairs(records, cfg)
         print(f"{len(records)} clips -> {pairs.windows} (cell, window) pairs in {pairs.cells} cells; "
@@ -80,6 +93,37 @@ def train(args: argparse.Namespace) -> int:
     print(format_report(report))
     print(f"models and report written to {args.out}", file=sys.stderr)
     return 0
+
+
+def _with_incident_rates(cfg: CrimeModelsConfig, args: argparse.Namespace) -> CrimeModelsConfig:
+    """The config with per-cell rates counted from historical incidents (config rates win)."""
+    from mapping.grid import Grid, cells_of_points
+    from mapping.incidents import load_incidents, parse_mapping
+    from streamer.dataset import Dataset
+
+    ds = Dataset(args.dataset)
+    if ds.manifest.grid is None:
+        raise CrimeModelError(f"{args.dataset}: the manifest has no grid to place --incidents in")
+    grid = Grid.from_config(ds.manifest.grid, base_dir=Path(args.dataset))
+    inc, report = load_incidents(args.incidents, args.incidents_format,
+                                 mapping=parse_mapping(args.incidents_mapping) if args.incidents_mapping else None)
+    if len(inc) == 0:
+        raise CrimeModelError(f"{args.incidents}: no usable incident ({report.as_dict()})")
+    # Reports of long-past occurrences stretch the span (Toronto's start in 1966): measure the
+    # span from the 0.5th percentile of the occurrence times and count only incidents inside it.
+    times = inc.df["time"]
+    lo = times.quantile(0.005, interpolation="lower")
+    keep = (times >= lo).to_numpy()
+    span_h = max((times.max() - lo).total_seconds() / 3600.0, 1.0)
+    x, y = inc.xy(grid)
+    cells = cells_of_points(grid, x[keep], y[keep])
+    rates = rates_from_incidents(cells, inc.df["crime_type"][keep].tolist(), span_h, grid.cell_ids(),
+                                 cfg.rate_per_hours)
+    inside = sum(c is not None for c in cells)
+    print(f"rates from {len(inc)} incidents ({inside} inside the grid) over {span_h / 24:.0f} days", file=sys.stderr)
+    for crime, override in cfg.rates.items():
+        rates[crime].update(override)
+    return cfg.model_copy(update={"rates": rates})
 
 
 def rules(args: argparse.Namespace) -> int:
