@@ -1,6 +1,7 @@
 """`imminence anfis`: train the four crime-imminence ANFIS systems, and print a model's rules.
 
     imminence anfis train DATASET --out runs/anfis          # a dataset with ground truth
+    imminence anfis train DATASET --incidents ../shared/data/toronto_mci_to2019.csv.gz  # rates from reports
     imminence anfis train --synthetic --out inference/models # generated clips (the bundled defaults)
     imminence anfis rules inference/models/robbery.json
 
@@ -10,7 +11,10 @@ train), trains one system per crime type with subtractive clustering and
 hybrid learning, and writes ``{crime}.json``, ``report.json``,
 ``error_curves.png`` and ``membership_functions.png`` to ``--out``, then prints
 the checking error of each system against a baseline that predicts the
-training mean.
+training mean.  The ``rate`` input of each cell is learnt from the staged
+crimes of the training windows, or, with ``--incidents``, counted from
+historical incident reports placed in the dataset's grid (per 24 h by default);
+``rates`` in the config override both.
 """
 from __future__ import annotations
 
