@@ -191,4 +191,5 @@ class Supervisor:
                 p.kill()
                 p.join(3)
             child.last_exitcode = p.exitcode
+            child_process_exited(p.pid)
             log.info("%s stopped (exit code %s)", name, p.exitcode)
