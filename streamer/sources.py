@@ -259,7 +259,7 @@ class LiveSource(Source):
             if not cap.isOpened():
                 cap.release()
                 self.last_error = f"{self.name}: cannot open stream (unreachable, refused or timed out)"
-                self._set_state("reconnecting", f"open failed; retry in {backoff:.1f}s")
+                self._set_state("reconnecting", f"{self.last_error}; retrying with backoff")
                 log.warning("%s; retrying in %.1fs", self.last_error, backoff)
                 if self._stop.wait(backoff):
                     break

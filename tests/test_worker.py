@@ -244,3 +244,21 @@ def test_worker_on_a_real_broker_flushes_on_sigterm(tmp_path: Path, kafka_bootst
     assert keys == {"plaza"}  # keyed by camera id
     last = events[max(events)]
     assert last.stream_end_s - last.stream_start_s <= 1.0
+
+
+def test_unreachable_camera_reports_reconnecting_and_keeps_trying() -> None:
+    cam = camera(source="rtsp://user:pw@127.0.0.1:9/cam", open_timeout_s=1, reconnect_max_s=0.5)
+    bus = InMemoryBus()
+    w = CameraWorker(cam, DetectorsConfig(), bus, GRID, status_interval_s=0.5)
+    t = threading.Thread(target=w.run)
+    t.start()
+    time.sleep(3.0)
+    w.stop()
+    t.join(10)
+    assert not t.is_alive()
+    statuses = bus.records(schemas.TOPIC_CAMERAS)
+    reconnecting = [s for s in statuses if s.state == "reconnecting"]
+    assert reconnecting and reconnecting[-1].reconnects >= 1
+    assert "127.0.0.1:9/cam: cannot open stream" in (reconnecting[-1].message or "")
+    assert all("pw@" not in (s.message or "") for s in statuses)  # credentials never published
+    assert statuses[-1].state == "stopped" and not bus.records(schemas.TOPIC_INDICATORS)
