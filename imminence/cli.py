@@ -1,16 +1,21 @@
 """`imminence` console script: a dispatch table of subcommands, `-h` everywhere.
 
-Each module in :mod:`imminence.commands` defines ``register(subparsers)``, which adds
-its subcommand(s) and sets ``func`` (taking the parsed args, returning an exit code).
-An unknown command is an error; configuration errors exit with status 2 and one
-line per problem naming file, line and key.
+Each module ``imminence/commands/NAME.py`` defines the subcommand ``NAME`` through
+``register(subparsers)``, which adds it and sets ``func`` (taking the parsed args,
+returning an exit code).  Only the module of the command being run is imported
+(the others are listed from their docstrings), so start-up does not pay for
+torch or scikit-learn unless the command needs them.  An unknown command is an
+error; configuration errors exit with status 2 and one line per problem naming
+file, line and key.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import pkgutil
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from imminence import __version__, commands
@@ -18,7 +23,36 @@ from imminence.configfile import ConfigError
 from imminence.logs import setup_logging
 
 
-def build_parser() -> argparse.ArgumentParser:
+_GLOBAL_WITH_VALUE = {"--log-level", "--log-format", "--metrics-port", "--metrics-host"}
+
+
+def command_names() -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_"))
+
+
+def _summary(name: str) -> str:
+    """First docstring line of a command module, read without importing it."""
+    path = Path(commands.__path__[0]) / f"{name}.py"
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    line = doc.splitlines()[0] if doc else ""
+    return line.split(":", 1)[1].strip() if line.startswith("`") and ":" in line else line
+
+
+def _requested(argv: Sequence[str]) -> Optional[str]:
+    """The subcommand named on the command line, skipping global options and their values."""
+    skip = False
+    for tok in argv:
+        if skip:
+            skip = False
+        elif tok in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif not tok.startswith("-"):
+            return tok
+    return None
+
+
+def build_parser(only: Optional[str] = "*") -> argparse.ArgumentParser:
+    """The argument parser; ``only`` names the one command whose module is imported ("*": all)."""
     parser = argparse.ArgumentParser(prog="imminence", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"imminence {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -28,15 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="serve Prometheus /metrics and /healthz on this port (0 = any free port)")
     parser.add_argument("--metrics-host", default="127.0.0.1")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if mod.name.startswith("_"):
-            continue
-        importlib.import_module(f"imminence.commands.{mod.name}").register(sub)
+    for name in command_names():
+        if only == "*" or name == only:
+            importlib.import_module(f"imminence.commands.{name}").register(sub)
+        else:
+            sub.add_parser(name, help=_summary(name), add_help=False)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_requested(argv))
     args = parser.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     if args.metrics_port is not None:
