@@ -78,6 +78,7 @@ class CrimeModelsConfig(_Strict):
     """Layout of configs/crime_models.yaml."""
 
     window_s: float = Field(default=60.0, gt=0, description="window length of the training pairs (match scoring.window_s)")
+    slide_s: Optional[float] = Field(default=None, gt=0, description="slide of the training windows (default: window_s); shorter gives more, overlapping pairs from short datasets")
     radii: float = Field(default=0.5, gt=0, le=1, description="default subtractive-clustering radius of influence")
     epochs: int = Field(default=40, ge=1)
     train_share: float = Field(default=0.6, gt=0, lt=1, description="share of windows (earliest first) used for training")
@@ -98,6 +99,14 @@ class CrimeModelsConfig(_Strict):
         if missing:
             raise ValueError(f"missing crime type(s) {missing}")
         return v
+
+    @model_validator(mode="after")
+    def _slide_divides(self) -> "CrimeModelsConfig":
+        if self.slide_s is not None:
+            k = self.window_s / self.slide_s
+            if self.slide_s > self.window_s or abs(k - round(k)) > 1e-9:
+                raise ValueError(f"slide_s ({self.slide_s}) must divide window_s ({self.window_s})")
+        return self
 
     @field_validator("timezone")
     @classmethod

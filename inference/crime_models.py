@@ -22,7 +22,8 @@ cell, clip start, concept label, crimes staged in the clip).
 :func:`records_from_dataset` reads them from a replayable dataset
 (``streamer.dataset``: manifest + per-video ground truth); anything else that
 yields ``ClipRecord`` works too (:mod:`inference.synthetic` for tests).
-Windows are tumbling, ``window_s`` long, aligned to the Unix epoch; pairs exist
+Windows are ``window_s`` long, start every ``slide_s`` (default: tumbling), are
+aligned to the Unix epoch, as the service's; pairs exist
 for windows in which the cell has at least one clip (the service likewise
 scores only windows with events).  The split is chronological: the earliest
 ``train_share`` of the windows train, the rest check, so no future window
@@ -44,6 +45,7 @@ import numpy as np
 
 from inference.anfis import ANFIS, ANFISError
 from inference.config import CrimeModelsConfig
+from inference.windows import window_starts
 from streamer.schemas import CONCEPTS, CRIME_TYPES
 
 log = logging.getLogger(__name__)
@@ -102,12 +104,6 @@ def records_from_dataset(root: str | Path) -> list[ClipRecord]:
     return out
 
 
-def window_start_s(t: datetime, window_s: float) -> float:
-    """Start (Unix seconds) of the epoch-aligned window of length window_s holding t."""
-    ts = t.timestamp()
-    return math.floor(ts / window_s) * window_s
-
-
 def hour_of(ts: float, tz: Optional[str] = None) -> float:
     """Hour of the day of a Unix time in time zone ``tz`` (default UTC), in [0, 24)."""
     if tz is None or tz == "UTC":
@@ -146,6 +142,7 @@ class PairSet:
 def build_pairs(records: Iterable[ClipRecord], cfg: CrimeModelsConfig) -> PairSet:
     """(cell, window) input/output pairs per crime type, split chronologically into train / check."""
     W = cfg.window_s
+    slide = cfg.slide_s or W
     counts: dict[tuple[str, float], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     staged: dict[str, set[tuple[str, float]]] = {c: set() for c in CRIME_TYPES}
     n = 0
@@ -154,18 +151,21 @@ def build_pairs(records: Iterable[ClipRecord], cfg: CrimeModelsConfig) -> PairSe
             raise CrimeModelError(f"clip of cell {r.cell_id} at {r.clip_start.isoformat()}: unknown concept {r.concept!r}")
         if r.clip_start.tzinfo is None:
             raise CrimeModelError(f"clip of cell {r.cell_id}: clip_start {r.clip_start} has no time zone")
-        ws = window_start_s(r.clip_start, W)
-        counts[(r.cell_id, ws)][r.concept] += 1
         for c in r.crimes:
             if c not in staged:
                 raise CrimeModelError(f"clip of cell {r.cell_id} at {r.clip_start.isoformat()}: unknown crime {c!r}")
-            staged[c].add((r.cell_id, ws))
+        for ws in window_starts(r.clip_start.timestamp(), W, slide):
+            counts[(r.cell_id, ws)][r.concept] += 1
+            for c in r.crimes:
+                staged[c].add((r.cell_id, ws))
         n += 1
     if n == 0:
         raise CrimeModelError("no clip records: the training set is empty")
     keys = sorted(counts, key=lambda k: (k[1], k[0]))
     starts = sorted({k[1] for k in keys})
     split_at = starts[min(len(starts) - 1, max(1, int(round(len(starts) * cfg.train_share))))]
+    # training windows end by the split, checking windows start at it; overlapping ones in between are dropped
+    keys = [k for k in keys if k[1] + W <= split_at or k[1] >= split_at]
     is_train = np.array([k[1] < split_at for k in keys])
     if is_train.all() or not is_train.any():
         raise CrimeModelError(f"{len(starts)} window(s) of {W:g} s cannot be split into training and checking "

@@ -25,6 +25,13 @@ from enum import Enum
 from typing import Iterable, Optional
 
 
+def window_starts(t: float, window_s: float, slide_s: float) -> list[float]:
+    """Starts of every epoch-aligned window of length window_s, one every slide_s, holding time t."""
+    first = math.floor((t - window_s) / slide_s) + 1
+    last = math.floor(t / slide_s)
+    return [k * slide_s for k in range(first, last + 1) if k * slide_s <= t < k * slide_s + window_s]
+
+
 class Merge(str, Enum):
     CREATED = "created"  # the window was not held here: rebuilt from the message
     COVERED = "covered"  # the message holds everything known here (e.g. our own, read back)
@@ -74,10 +81,7 @@ class WindowAggregator:
 
     def starts_of(self, t: float) -> list[float]:
         """Starts of every window holding time t."""
-        first = math.floor((t - self.window_s) / self.slide_s) + 1
-        last = math.floor(t / self.slide_s)
-        return [k * self.slide_s for k in range(first, last + 1)
-                if k * self.slide_s <= t < k * self.slide_s + self.window_s]
+        return window_starts(t, self.window_s, self.slide_s)
 
     def is_closed(self, start: float) -> bool:
         return start + self.window_s + self.lateness <= self.watermark

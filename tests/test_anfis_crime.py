@@ -58,6 +58,19 @@ def test_pairs_targets_inputs_and_chronological_split(cfg) -> None:
     assert np.all(X[:, 0] == rob.rates["r0c0"])
 
 
+def test_sliding_training_windows(cfg) -> None:
+    recs = _records(10, {4: "robbery"}, {4: "violent_movement"})
+    ps = build_pairs(recs, cfg.model_copy(update={"slide_s": 30.0}))
+    rob = ps.crimes["robbery"]
+    # 21 windows of 60 s every 30 s hold clips of the 10 minutes; the one straddling the split is dropped
+    assert ps.windows == len(rob.y_train) + len(rob.y_check) == 20
+    X = np.vstack([rob.X_train, rob.X_check])
+    y = np.concatenate([rob.y_train, rob.y_check])
+    assert X[:, 2].max() == 3 and y.max() == 10
+    with pytest.raises(ValueError, match="must divide window_s"):
+        CrimeModelsConfig.model_validate({**cfg.model_dump(), "slide_s": 25})
+
+
 def test_rates_from_config_override(cfg) -> None:
     c = cfg.model_copy(update={"rates": {"robbery": {"r0c0": 1.5}}})
     ps = build_pairs(_records(10, {4: "robbery"}), c)
