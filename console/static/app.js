@@ -73,7 +73,12 @@
     return [ll(g.xs[col], g.ys[row]), ll(g.xs[col + 1], g.ys[row + 1])];
   }
 
-  function buildMap(g) {
+  function colourOf(d, id) {
+    const v = (d && d.values && d.values[id]) || 0, cls = (d && d.classes && d.classes[id]) || 0;
+    return [v > 0 ? PALETTE[Math.min(cls, 4)] : NONE, v > 0 ? cls : 0, v];
+  }
+
+  function buildMap(g, initial) {
     if (S.map) { S.map.remove(); S.map = null; }
     S.cells.clear(); S.index.clear();
     $("cell-index").replaceChildren();
@@ -94,14 +99,16 @@
     group.on("click", (e) => { if (e.layer && e.layer.cellId) selectCell(e.layer.cellId); });
     for (const id of g.cells) {
       const b = cellBounds(g, id);
-      const rect = L.rectangle(b, { renderer, weight: 0.4, color: "#8a919c", opacity: 0.6, fillColor: NONE, fillOpacity: 0.35 });
-      rect.cellId = id; rect.colour = NONE;
+      // Drawn in their colours straight away: one canvas pass instead of a grey one and a recolour.
+      const [colour, cls, v] = colourOf(initial, id);
+      const rect = L.rectangle(b, { renderer, weight: 0.4, color: "#8a919c", opacity: 0.6, fillColor: colour, fillOpacity: v > 0 ? 0.75 : 0.35 });
+      rect.cellId = id; rect.colour = colour;
       if (svgMode) rect.on("add", () => { rect._path.setAttribute("data-cell-id", id); rect._path.setAttribute("data-color", rect.colour); });
       group.addLayer(rect);
       S.cells.set(id, rect);
       const li = document.createElement("li");
       li.textContent = id;
-      li.dataset.cellId = id; li.dataset.color = NONE; li.dataset.class = "0";
+      li.dataset.cellId = id; li.dataset.color = colour; li.dataset.class = String(cls);
       S.index.set(id, li); frag.append(li);
       const ll = L.latLngBounds(b);
       bounds = bounds ? bounds.extend(ll) : ll;
@@ -146,15 +153,14 @@
   function applyMap(d) {
     const values = d.values || {}, classes = d.classes || {};
     for (const [id, rect] of S.cells) {
-      const v = values[id] || 0, cls = classes[id] || 0;
-      const colour = v > 0 ? PALETTE[Math.min(cls, 4)] : NONE;
+      const [colour, cls, v] = colourOf(d, id);
       if (rect.colour !== colour) {
         const li = S.index.get(id);
         rect.colour = colour;
         rect.setStyle({ fillColor: colour, fillOpacity: v > 0 ? 0.75 : 0.35 });
         if (rect._path) rect._path.setAttribute("data-color", colour);
         li.dataset.color = colour;
-        li.dataset.class = String(v > 0 ? cls : 0);
+        li.dataset.class = String(cls);
       }
     }
     S.snapshotId = d.snapshot_id;
@@ -383,18 +389,24 @@
     es.addEventListener("cell", (m) => { const d = JSON.parse(m.data); if (d.cell_id === S.selected) selectCell(d.cell_id); });
   }
 
-  async function resync() { await refreshMap(); await refreshCameras(); await refreshEvents(); if (S.selected) selectCell(S.selected); }
+  async function resync() {
+    await Promise.all([refreshMap(), refreshCameras(), refreshEvents()]);
+    if (S.selected) selectCell(S.selected);
+  }
 
   async function start() {
     let me;
     try { me = await api("/api/me"); } catch (e) { return; }
     $("user-info").textContent = me.auth ? `${me.user} (${me.role})` : "open console (loopback)";
     $("logout").hidden = !me.auth;
-    S.config = await api("/api/config");
+    const layerUrl = `/api/map?crime=${encodeURIComponent(S.crime)}&layer=${encodeURIComponent(S.layer)}`;
+    const [config, geom, first] = await Promise.all([api("/api/config"), api("/api/grid"), api(layerUrl)]);
+    S.config = config;
     $("upload-tab").hidden = !S.config.can_upload;
     $("upload-limits").textContent = `A video up to ${S.config.upload_max_mb} MB and ${S.config.upload_max_seconds} s, or an image. It is analysed by the camera pipeline and deleted afterwards.`;
     $("f-concept").append(...S.config.concepts.map((c) => h("option", { value: c }, c)));
-    buildMap(await api("/api/grid"));
+    buildMap(geom, first);
+    applyMap(first);
     await resync();
     connect();
     const m = /^\/(cells|cameras)\/([^/]+)$/.exec(location.pathname);
