@@ -88,8 +88,12 @@ def _indicators(bootstrap: str, ns: str, want: int, timeout: float = 60.0) -> di
 
 # -- broker crash -----------------------------------------------------------------------------------
 def test_broker_killed_and_restarted_while_a_replay_publishes(s3_broker, scene, tmp_path, procs) -> None:
+    """Replay -> broker (killed -9 and restarted on S3 storage) -> score: each clip once, each event scored once."""
     ns = "faults-broker"
-    cfg = write_config(tmp_path / "cfg.yaml", s3_broker.bootstrap, ns)
+    cfg = _score_config(tmp_path, s3_broker.bootstrap, ns)
+    score = Proc(["score", "--config", str(cfg)], tmp_path / "score.log")
+    procs.append(score)
+    score.url()
     p = Proc(["replay", str(scene), "--config", str(cfg), "--speed", "3"], tmp_path / "replay.log")
     procs.append(p)
     scrape_until(p, "imminence_bus_sent_total", 3, timeout=90, topic="imminence.indicators")
@@ -104,13 +108,20 @@ def test_broker_killed_and_restarted_while_a_replay_publishes(s3_broker, scene, 
     copies = _indicators(s3_broker.bootstrap, ns, clips)
     bus_line = re.search(r"bus: (\d+) records acknowledged, (\d+) dropped, (\d+) failed", p.stdout())
     assert bus_line, p.stdout()[-1000:]
-    table("broker kill -9 + restart (S3 storage) during a replay", {
+    cells = read_topic(s3_broker.bootstrap, ns, "imminence.cells", lambda ms: set(counted_ids(ms)) >= set(copies),
+                       timeout=90, what="every event scored after the broker came back")
+    counted = counted_ids(cells)
+    table("broker kill -9 + restart (S3 storage) during a replay, scoring live", {
         "clips accepted": clips, "distinct events on topic": len(copies),
         "redelivered copies (deduped)": sum(copies.values()) - len(copies),
         "buffered while broker down": buffered, "outage s": round(outage, 1),
-        "dropped / failed (producer)": f"{bus_line.group(2)} / {bus_line.group(3)}"})
+        "dropped / failed (producer)": f"{bus_line.group(2)} / {bus_line.group(3)}",
+        "events in their cell's imminence once / twice+": f"{sum(1 for n in counted.values() if n == 1)} / "
+                                                          f"{sum(1 for n in counted.values() if n > 1)}"})
+    assert buffered, "the replay should still have been publishing while the broker was down"
     assert len(copies) == clips >= 20
     assert bus_line.group(2) == "0" and bus_line.group(3) == "0"
+    assert set(counted) == set(copies) and all(n == 1 for n in counted.values())
 
 
 # -- worker crashes ---------------------------------------------------------------------------------
