@@ -53,7 +53,6 @@ from inference.crime_models import CrimeModel, score_rows
 from inference.windows import Merge, Outcome, WindowAggregator, WindowState
 from streamer.bus import Bus, Received, Subscription
 from streamer.observability import MODEL_INFO
-from streamer.observability import MODEL_INFO
 from streamer.schemas import (CRIME_TYPES, TOPIC_CELLS, TOPIC_INDICATORS, CellImminence, IndicatorEvent,
                               RuleFiring, utcnow)
 
@@ -67,7 +66,6 @@ LAG = Histogram("imminence_scoring_lag_seconds", "Event publication to cell upda
                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
 
 _LOG_EVERY_S = 10.0
-_LAG_EVERY_S = 5.0  # how often the consumer lag gauge is refreshed (a ListOffsets request)
 _LAG_EVERY_S = 5.0  # consumer lag asks the broker for end offsets: not on every emit
 _OUTCOMES = ("in", "added", "late", "too_late", "duplicate", "unknown_cell", "unknown_camera", "future",
              "no_concept")
@@ -116,9 +114,6 @@ class ScoringService:
         self._commits = 0
         self._lags: list[float] = []
         self.model_versions = {c: m.version for c, m in self.models.items()}
-        for crime, version in self.model_versions.items():
-            MODEL_INFO.labels(f"anfis-{crime}", version).set(1)
-        self._last_lag = 0.0
         for crime, version in self.model_versions.items():
             MODEL_INFO.labels(f"anfis-{crime}", str(version)).set(1)
         self._last_lag = 0.0
@@ -196,20 +191,7 @@ class ScoringService:
         self.follow()
         if force_emit or time.monotonic() - self._last_emit >= self.cfg.emit_interval_s or self._stop.is_set():
             self.emit()
-        if time.monotonic() - self._last_lag >= _LAG_EVERY_S:
-            self._last_lag = time.monotonic()
-            self._report_lag(sub)
         return len(recs)
-
-    def _report_lag(self, sub: Subscription) -> None:
-        """Update the consumer-lag gauge where the subscription can tell (Kafka; approximate on tansu)."""
-        lag = getattr(sub, "lag", None)
-        if lag is None:
-            return
-        try:
-            lag()
-        except Exception as exc:  # lag is diagnostics: never let it stop the loop
-            log.debug("consumer lag unavailable: %s", exc)
 
     def close(self) -> None:
         """Leave the group without committing (what was not committed is delivered again)."""
