@@ -252,7 +252,7 @@ class ScoringService:
                 continue
             if self.cameras is not None and ev.camera_id not in self.cameras:
                 self._count("unknown_camera", "skipped event %s: camera %r is not configured",
-                            ev.event_id, ev.camera_id)
+                            ev.event_id, ev.camera_id, ev=ev)
                 continue
             t = ev.clip_start.timestamp()
             if t > now + self.cfg.max_future_s:
