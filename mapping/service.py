@@ -107,7 +107,7 @@ class MapService:
         self.out_dir = Path(out_dir if out_dir is not None else cfg.out_dir)
         self.clock = clock
         self.min_gap_s = min_gap_s
-        self.files_every_s = cfg.interval_s if files_every_s is None else files_every_s
+        self.files_every_s = cfg.files_interval_s if files_every_s is None else files_every_s
         self.max_bytes = max_bytes
         self.client_id = client_id
         self.cells: dict[str, _Cell] = {}
@@ -121,11 +121,14 @@ class MapService:
             self.forecast = forecast
         elif forecast is not None:
             self._forecast_path = Path(forecast)
+            if not self._forecast_path.exists():
+                raise ForecastFileError(f"{forecast}: no such forecast file (write one with 'imminence forecast predict')")
             self.reload_forecast()
         self._stop = threading.Event()
         self._dirty = True
         self._last_pub = 0.0
         self._last_files = 0.0
+        self._last_lag = 0.0
         self.last_snapshot: Optional[MapSnapshot] = None
         self._surfaces: dict[str, dict[str, np.ndarray]] = {}
 
@@ -303,7 +306,7 @@ class MapService:
 
     def run(self, *, duration_s: Optional[float] = None, idle_exit_s: Optional[float] = None,
             poll_timeout: float = 0.5, max_records: int = 200) -> ServiceStats:
-        """Consume until :meth:`stop`, ``duration_s`` or ``idle_exit_s`` without a message."""
+        """Consume until :meth:`stop`, ``duration_s`` or ``idle_exit_s`` without a state change."""
         sub = self.bus.subscribe([schemas.TOPIC_CELLS], group=self.cfg.group, from_beginning=True,
                                  client_id=self.client_id)
         start = last_msg = time.monotonic()
@@ -324,12 +327,14 @@ class MapService:
                     backoff = min(10.0, backoff * 2)
                     continue
                 backoff = 0.5
+                changed = False
                 for rec in recs:
                     if isinstance(rec.event, CellImminence):
-                        self.apply(rec.event)
+                        changed = self.apply(rec.event) or changed
                 if recs:
-                    last_msg = time.monotonic()
                     pending_commit = True
+                if changed:  # redelivered repeats are not news: they do not keep an idle service alive
+                    last_msg = time.monotonic()
                 try:
                     self.reload_forecast()
                 except ForecastFileError as exc:
@@ -345,6 +350,7 @@ class MapService:
                         self._last_files = now_m
                     if pending_commit and self.bus.flush(30.0):
                         pending_commit = not self._commit(sub)
+                    self._update_lag(sub)
             # final state: publish, write, commit
             self.publish()
             self._write_files_safely()
@@ -361,6 +367,17 @@ class MapService:
         except Exception as exc:  # the records come again after a rebalance; apply() drops repeats
             self._note_error(f"commit: {exc}")
             return False
+
+    def _update_lag(self, sub) -> None:
+        """Refresh imminence_consumer_lag every few seconds where the bus reports lag (an approximation)."""
+        lag = getattr(sub, "lag", None)
+        if lag is None or time.monotonic() - self._last_lag < 5.0:
+            return
+        self._last_lag = time.monotonic()
+        try:
+            lag()
+        except Exception as exc:  # broker away: the gauge keeps its last value
+            log.debug("consumer lag unavailable: %s", exc)
 
     def _write_files_safely(self) -> None:
         try:

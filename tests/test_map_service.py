@@ -227,3 +227,37 @@ def test_map_service_on_a_real_broker(kafka_bootstrap, unique_name, tmp_path):
     sub.close()
     again.close()
     assert left == []
+
+
+@pytest.mark.slow
+def test_cli_map_writes_files_and_prints_hottest(kafka_bootstrap, unique_name, tmp_path, capsys):
+    from imminence.cli import main
+    from streamer.kafka_bus import KafkaBus
+
+    cfg = tmp_path / "map.yaml"
+    cfg.write_text(f"""
+bus:
+  bootstrap: "{kafka_bootstrap}"
+  namespace: "{unique_name}"
+grid:
+  bbox: [-79.40, 43.64, -79.38, 43.655]
+  cell_size_m: 100
+map:
+  radius_m: 200
+  interval_s: 1
+  group: "{unique_name}-map"
+""")
+    g = grid_lonlat()
+    hot = g.cell_of(lon=-79.39, lat=43.648)
+    with KafkaBus(kafka_bootstrap, namespace=unique_name, client_id="producer") as producer:
+        producer.publish(TOPIC_CELLS, cell_msg(hot, 8.0, start=schemas.utcnow() - timedelta(seconds=60)))
+        assert producer.flush(30)
+    assert main(["map", "--config", str(cfg), "--out", str(tmp_path / "out"), "--idle-exit", "12"]) == 0
+    text = capsys.readouterr().out
+    assert "1 cell updates applied" in text
+    assert text.split("hottest cells (all crime, merged):")[1].split()[0] == hot
+    assert (tmp_path / "out" / "map.geojson").exists() and (tmp_path / "out" / "map_all.png").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(cfg.read_text() + "forecast:\n  predictions: missing.json\n")
+    assert main(["map", "--config", str(bad), "--out", str(tmp_path / "out2")]) == 1
+    assert "no such forecast file" in capsys.readouterr().err

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_format_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=FORMATS, default="generic", help="file layout (default generic)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="file layout (default: forecast.incidents_format of --config, else generic)")
     p.add_argument("--map", dest="mapping", help="generic: KEY=COLUMN list, keys time|date, hour, category, "
                                                "lon, lat (or x, y), premises, id")
     p.add_argument("--tz", help="city time zone (default: the format's, e.g. America/Toronto)")
@@ -53,8 +54,9 @@ def read_all(paths: list[str], args: argparse.Namespace):
 
     parts, reports = [], []
     mapping = parse_mapping(args.mapping)
+    fmt = args.format or "generic"
     for p in paths:
-        inc, rep = load_incidents(p, args.format, mapping=mapping, timezone=args.tz,
+        inc, rep = load_incidents(p, fmt, mapping=mapping, timezone=args.tz,
                                   categories=args.categories, time_format=args.time_format)
         parts.append(inc)
         reports.append(rep)
@@ -62,13 +64,20 @@ def read_all(paths: list[str], args: argparse.Namespace):
 
 
 def grid_from_args(args: argparse.Namespace) -> Grid:
-    """The grid of ``--config`` (its grid section), with ``--cell-size`` applied."""
+    """The grid of ``--config`` (its grid section), with ``--cell-size`` applied.
+
+    Also fills ``args.format`` and ``args.mapping`` from the config's forecast section when not given.
+    """
     from imminence.config import load_config
     from imminence.configfile import ConfigError
 
     if not getattr(args, "config", None):
         raise ConfigError("a grid is needed: give --config FILE with a 'grid' section (e.g. configs/toronto.yaml)")
     cfg, grid = load_config(args.config)
+    if getattr(args, "format", "x") is None:
+        args.format = cfg.forecast.incidents_format
+    if getattr(args, "mapping", "x") is None and cfg.forecast.incidents_map:
+        args.mapping = cfg.forecast.incidents_map
     if cfg.grid is None:
         raise ConfigError(f"{args.config}: no 'grid' section")
     if getattr(args, "cell_size", None):
@@ -94,8 +103,8 @@ def format_report(d: dict) -> str:
 
 def load(args: argparse.Namespace) -> int:
     try:
-        inc, reports = read_all([args.csv], args)
         grid = grid_from_args(args) if args.maps else None
+        inc, reports = read_all([args.csv], args)
         summary = reports[0].as_dict()
         if grid is not None:
             im = aggregate(inc, grid, freq=args.freq)

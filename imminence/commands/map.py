@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--group", default=None, help="consumer group (overrides map.group)")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
     p.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
-                   help="stop after this long without a cell message (replays, demo)")
+                   help="stop after this long without a new cell message (replays, demo)")
     p.set_defaults(func=run)
 
 
@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, h)
         bus.close(30.0)
     print(f"map: {stats.applied} cell updates applied ({stats.ignored} repeats/stale ignored), "
-          f"{stats.snapshots} snapshots, files in {service.out_dir}")
+          f"{stats.snapshots} snapshots, {stats.errors} broker/file errors, files in {service.out_dir}")
+    if stats.last_error:
+        print(f"last error: {stats.last_error}")
     print("hottest cells (all crime, merged):")
     for cid, v in service.hottest(n=5):
         print(f"  {cid}  {v:.3f}")
