@@ -23,8 +23,10 @@ from typing import Any, Optional, Protocol
 
 import numpy as np
 
+from detectors.concepts.stage import ConceptStage
 from detectors.config import DetectorsConfig, OpenCVDetectorConfig
 from detectors.opencv_detector import MotionEstimator, OpenCVDetector
+from detectors.tracking import CameraTracker
 from detectors.types import ClipAnalysis, Detection, FrameAnalysis
 
 
@@ -56,6 +58,10 @@ class ClipAnalyzer:
         self.fps = float(fps)
         self.detector: Detector = detector if detector is not None else build_detector(cfg.detector)
         self._own_motion = None if hasattr(self.detector, "motion") else MotionEstimator()
+        # one tracker and one concept stage (features -> scores -> GMCP window) per camera
+        self.tracker = CameraTracker(camera_id, cfg.tracker, self.fps)
+        self.concepts = ConceptStage(cfg, self.fps)
+        self.last_features: Optional[np.ndarray] = None  # the last clip's concept features (training reads them)
         self.frames_analysed = 0
         self._reset()
 
@@ -63,7 +69,8 @@ class ClipAnalyzer:
     def models(self) -> dict[str, str]:
         """Model name -> version of everything that contributed to the clip's result."""
         return {"detector": f"{getattr(self.detector, 'name', type(self.detector).__name__)}:"
-                            f"{getattr(self.detector, 'version', 'unknown')}"}
+                            f"{getattr(self.detector, 'version', 'unknown')}",
+                "tracker": self.tracker.version, **self.concepts.versions}
 
     def _reset(self) -> None:
         self._frames = 0
@@ -75,7 +82,8 @@ class ClipAnalyzer:
 
     def process(self, frame: np.ndarray, frame_index: int, t: float) -> FrameAnalysis:
         """Analyse one sampled frame (BGR) at stream time ``t`` and add it to the current clip."""
-        detections = self.detector.detect(frame)
+        detections = self.tracker.update(self.detector.detect(frame), frame)
+        self.concepts.add(frame, detections, t)
         if self._own_motion is not None:
             motion, _ = self._own_motion.apply(frame)
         else:
@@ -96,6 +104,7 @@ class ClipAnalyzer:
     def end_clip(self, clip_index: int) -> ClipAnalysis:
         """Summarise the clip that ends here and start a new one."""
         n = self._frames
+        concept, self.last_features = self.concepts.end_clip(had_detections=sum(self._sum.values()) > 0)
         clip = ClipAnalysis(
             frames=n,
             counts={c: round(v / n, 4) for c, v in sorted(self._sum.items())} if n else {},
@@ -103,7 +112,7 @@ class ClipAnalyzer:
             tracks=list(self._tracks),
             motion=round(self._motion_sum / n, 5) if n else 0.0,
             frames_with_person=self._with_person,
-            concept=None,
+            concept=concept,
             models=self.models,
         )
         self._reset()

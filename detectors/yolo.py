@@ -121,7 +121,9 @@ class YOLODetector:
         self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
         missing = [c for c in required if c not in self.names.values()]
         if missing:
-            raise DetectorError(f"YOLO weights {str(self.path)!r}: model classes {sorted(self.names.values())} "
+            have = sorted(self.names.values())
+            shown = ", ".join(have[:12]) + (f", ... ({len(have)} in all)" if len(have) > 12 else "")
+            raise DetectorError(f"YOLO weights {str(self.path)!r}: model classes [{shown}] "
                                 f"lack {missing}, which the tracker and concept features need")
         self.imgsz = int(imgsz)
         self.conf = float(conf)

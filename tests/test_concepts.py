@@ -148,7 +148,7 @@ def _clip(stage: ConceptStage, rng, people: bool = True) -> tuple:
 def test_stage_labels_and_fallbacks(tmp_path) -> None:
     rng = np.random.default_rng(7)
     # no concept model configured: no concept stage, features still computed
-    stage = ConceptStage(DetectorsConfig(), FPS)
+    stage = ConceptStage(DetectorsConfig(), FPS, collect_features=True)
     label, x = _clip(stage, rng)
     assert label is None and x.shape == (len(FEATURE_NAMES),)
     # model without co-occurrence: plain arg-max

@@ -54,9 +54,13 @@ class ConceptStage:
     """Per-camera concept scoring and GMCP labelling (see the module table for fallbacks)."""
 
     def __init__(self, cfg: Any, fps: float, model: Optional[ConceptModel] = None,
-                 cooccurrence: Optional[np.ndarray] = None) -> None:
-        """``cfg`` is a :class:`detectors.config.DetectorsConfig`; ``model``/``cooccurrence`` override its files."""
+                 cooccurrence: Optional[np.ndarray] = None, collect_features: bool = False) -> None:
+        """``cfg`` is a :class:`detectors.config.DetectorsConfig`; ``model``/``cooccurrence`` override its files.
+
+        Without a model, features are computed only when ``collect_features`` is set (training).
+        """
         self.cfg = cfg
+        self.collect_features = collect_features
         if model is None and cfg.concepts.model:
             model = ConceptModel.load(cfg.concepts.model)
         self.model = model
@@ -85,7 +89,8 @@ class ConceptStage:
         return self.model is not None
 
     def add(self, frame: Optional[np.ndarray], detections: Sequence[Detection], t: float) -> None:
-        self.features.add(frame, detections, t)
+        if self.model is not None or self.collect_features:
+            self.features.add(frame, detections, t)
 
     def end_clip(self, had_detections: bool) -> tuple[Optional[ConceptLabel], np.ndarray]:
         """The clip's label (None without a model) and its feature vector; starts the next clip."""

@@ -91,6 +91,7 @@ def analyse_dataset(root: str | Path, cfg: Any, *, max_seconds: Optional[float] 
         n_total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
         analyzer = ClipAnalyzer(cfg, entry.camera_id, afps,
                                 detector=detector_factory() if detector_factory else None)
+        analyzer.concepts.collect_features = True
         vc = VideoClips(camera_id=entry.camera_id)
         clip_index, next_sample, i = 0, 0.0, 0
         bar = tqdm(total=n_total, desc=entry.camera_id, unit="frame", disable=not progress, leave=False)
