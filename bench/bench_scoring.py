@@ -146,7 +146,7 @@ def model_errors() -> dict:
     import tempfile
 
     cfg = load(CrimeModelsConfig, Path(__file__).resolve().parents[1] / "configs" / "crime_models.yaml")
-    pairs = build_pairs(generate_records(cells=16, hours=6, seed=1, crimes_per_hour=2), cfg)
+    pairs = build_pairs(generate_records(cells=8, hours=60, seed=1, crimes_per_hour=2), cfg)
     with tempfile.TemporaryDirectory() as d:
         return train_models(pairs, cfg, d, source="bench", plots=False)
 

@@ -43,8 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     t.add_argument("--synthetic", action="store_true",
                    help="train on generated clip records (inference.synthetic) instead of a dataset")
-    t.add_argument("--cells", type=int, default=16, help="--synthetic: cells (default 16)")
-    t.add_argument("--hours", type=float, default=6.0, help="--synthetic: hours per cell (default 6)")
+    t.add_argument("--cells", type=int, default=8, help="--synthetic: cells (default 8)")
+    t.add_argument("--hours", type=float, default=60.0,
+                   help="--synthetic: hours per cell (default 60: the chronological split then sees every hour)")
     t.add_argument("--crimes-per-hour", type=float, default=2.0, help="--synthetic: crimes per hour in an average cell")
     t.add_argument("--seed", type=int, default=1, help="--synthetic: random seed (default 1)")
     t.add_argument("--incidents", default=None, metavar="CSV",
