@@ -180,6 +180,7 @@ class ScoringService:
             self.restore()
         self._sub = self.bus.subscribe([self.topic_in], self.cfg.group, from_beginning=True,
                                        client_id=self.client_id)
+        self._last_emit = time.monotonic()  # first publication one emit interval after the start
         return self._sub
 
     def step(self, poll_timeout_s: float = 0.2, force_emit: bool = False) -> int:

@@ -105,7 +105,10 @@ def test_clustered_structure_and_per_input_radii() -> None:
     m = ANFIS(radii=[0.3, 0.6]).fit(X, y, epochs=20)
     assert 2 <= m.n_rules < 40
     assert all(len(c) == m.n_rules for c in m.centres)
-    assert np.allclose(m.sigmas[1], m.sigmas[1][0]) or m.best_epoch_ > 0
+    first = ANFIS(radii=[0.3, 0.6]).fit(X, y, epochs=1)  # one epoch: the premises are the initial ones
+    np.testing.assert_allclose(first.sigmas[0], 0.3 / np.sqrt(8))
+    np.testing.assert_allclose(first.sigmas[1], 0.6 / np.sqrt(8))
+    assert ANFIS(radii=0.15).fit(X, y, epochs=1).n_rules > first.n_rules  # smaller radius, more rules
 
 
 def test_explain_adds_up_to_prediction_and_rules_are_readable() -> None:
