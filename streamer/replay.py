@@ -127,6 +127,11 @@ def replay_videos(videos: list[ReplayVideo], bus: Bus, cfg: Any = None, grid: Op
             with lock:
                 summary.failed[v.camera.id] = str(exc)
             return
+        except Exception as exc:  # a detector bug in one camera must not hide the others' results
+            log.exception("replay of camera %s crashed", v.camera.id)
+            with lock:
+                summary.failed[v.camera.id] = f"{type(exc).__name__}: {exc}"
+            return
         with lock:
             summary.per_camera[v.camera.id] = result
         log.info("camera %s replayed: %d clips, %d frames in %.1fs", v.camera.id, result.clips,
