@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import signal
 import subprocess
@@ -147,6 +148,8 @@ def test_replay_killed_mid_clip_and_restarted_gives_each_clip_once(kafka_bootstr
 
 
 def test_supervisor_restarts_a_killed_worker(kafka_bootstrap, unique_name, long_video, tmp_path, procs) -> None:
+    from streamer.schemas import IndicatorEvent
+
     ns = unique_name
     cfg = write_config(tmp_path / "cfg.yaml", kafka_bootstrap, ns, cameras=[
         {"id": "cam-k", "source": str(long_video), "position": {"lon": -79.39, "lat": 43.65}, "fps": 5,
@@ -156,9 +159,8 @@ def test_supervisor_restarts_a_killed_worker(kafka_bootstrap, unique_name, long_
     scrape_until(sup, "imminence_camera_clips_total", 2, timeout=90, camera="cam-k")
     child = int(wait_for(lambda: re.search(r"started worker:cam-k \(pid (\d+)\)", sup.text()), 10,
                          "child pid", sup).group(1))
-    import os
-
     os.kill(child, signal.SIGKILL)
+    killed_at = datetime.now(timezone.utc)
     body = scrape_until(sup, "imminence_supervisor_restarts_total", 1, timeout=30, process="worker:cam-k")
     clips_before = metric(body, "imminence_camera_clips_total", camera="cam-k")
     body = scrape_until(sup, "imminence_camera_clips_total", clips_before + 2, timeout=60, camera="cam-k")
@@ -166,12 +168,26 @@ def test_supervisor_restarts_a_killed_worker(kafka_bootstrap, unique_name, long_
     assert http_get(sup.url() + "/healthz")[0] == 200
     t_stop = time.monotonic()
     code = sup.stop(timeout=20)
+    stop_s = time.monotonic() - t_stop
+    # the restarted incarnation stopped cleanly: its final line gives its exact clip count
+    final = re.search(r"camera cam-k stopped: (\d+) clips, (\d+) events.*bus sent=\d+ dropped=(\d+)", sup.text())
+    assert final, sup.text()[-2000:]
+    second = int(final.group(1))
+    msgs = read_topic(kafka_bootstrap, ns, "imminence.indicators",
+                      lambda ms: sum(1 for m in ms if isinstance(m, IndicatorEvent) and m.published_at > killed_at)
+                      >= second, timeout=30, what="the restarted worker's events")
+    events = {m.event_id: m for m in msgs if isinstance(m, IndicatorEvent)}
+    after = [m for m in events.values() if m.published_at > killed_at]
+    before = [m for m in events.values() if m.published_at <= killed_at]
+    again = {m.clip_index for m in before} & {m.clip_index for m in after}
     table("worker kill -9 under the supervisor", {
-        "graceful stop after the restart (s, exit code)": f"{time.monotonic() - t_stop:.1f}, {code}",
+        "graceful stop after the restart (s, exit code)": f"{stop_s:.1f}, {code}",
         "restarts (metric)": metric(body, "imminence_supervisor_restarts_total", process="worker:cam-k"),
-        "clips before/after restart": f"{clips_before:.0f} / {metric(body, 'imminence_camera_clips_total', camera='cam-k'):.0f}",
-        "log lines 'died (exit code -9)'": len(died)})
+        "log lines 'died (exit code -9)'": len(died),
+        "events before the kill / after (restarted worker's clips)": f"{len(before)} / {len(after)} ({second})",
+        "clips published again after the restart (file re-read, new ids)": len(again)})
     assert len(died) == 1 and died[0]["level"] == "ERROR"
+    assert len(after) == second and final.group(3) == "0" and len(before) >= 2
 
 
 # -- scoring crash during a rebalance ---------------------------------------------------------------
