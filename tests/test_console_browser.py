@@ -160,6 +160,13 @@ def test_map_shows_scene_cells_and_updates_without_reload(browser, live, shots):
     assert page.evaluate("window.__noReload") == 1  # same document: no reload happened
     assert _colour(page, cold) == "#bd0026"  # top class
     assert page.get_attribute(f'#cell-index li[data-cell-id="{cold}"]', "data-class") == "4"
+    # and back: the scene's own surfaces again, the injected cell cold again, still without a reload
+    again = snap.model_copy(update={"snapshot_id": f"browser-{uuid.uuid4().hex[:8]}",
+                                    "created_at": datetime.now(timezone.utc)})
+    bus.publish(schemas.TOPIC_MAPS, again)
+    bus.flush(10)
+    page.wait_for_selector(f"path[data-cell-id='{cold}'][data-color='{NONE}']", state="attached", timeout=10_000)
+    assert page.evaluate("window.__noReload") == 1
     assert not [e for e in page.errors if "favicon" not in e], page.errors
     page.close()
 
