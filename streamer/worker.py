@@ -137,6 +137,8 @@ class CameraWorker:
         self._last_decoded_t = 0.0
         self._synced = {"read": 0, "analysed": 0, "dropped": 0, "reconnects": 0}
         self._models_noted = False
+        for metric in (FRAMES_READ, FRAMES_ANALYSED, FRAMES_DROPPED, CLIPS, RECONNECTS):
+            metric.labels(camera.id)  # every series exists (at 0) from the start
 
     def health(self) -> dict:
         """For :func:`streamer.observability.set_health`: unhealthy while the source is being reconnected."""
@@ -273,6 +275,7 @@ class CameraWorker:
             concept=concept, models=result.models, replay=self.replay)
         self.bus.publish(schemas.TOPIC_INDICATORS, event)
         CLIPS.labels(self.camera.id).inc()
+        self._sync_metrics()  # frame counters move with the clips they belong to
         if result.models and not self._models_noted:
             for name, version in result.models.items():
                 MODEL_INFO.labels(name, str(version)).set(1)

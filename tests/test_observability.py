@@ -370,13 +370,18 @@ def test_json_log_lines_carry_context_and_mask_secrets(capsys) -> None:
 
     from imminence.logs import add_log_context, setup_logging
 
-    setup_logging("INFO", "json")
-    add_log_context(camera="gate-3")
-    log = logging.getLogger("imminence.test")
-    log.warning("opening rtsp://u:%s@10.0.0.1/stream", SECRET)
-    log.info("cell update", extra={"cell": "r1c2", "camera": "gate-4"})
-    err = capsys.readouterr().err
-    setup_logging("INFO", "text")
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        setup_logging("INFO", "json")
+        add_log_context(camera="gate-3")
+        log = logging.getLogger("imminence.test")
+        log.warning("opening rtsp://u:%s@10.0.0.1/stream", SECRET)
+        log.info("cell update", extra={"cell": "r1c2", "camera": "gate-4"})
+        err = capsys.readouterr().err
+    finally:  # the handler wrote to capsys's stream: put pytest's own handlers back
+        root.handlers[:], level = saved
+        root.setLevel(level)
     first, second = (json.loads(x) for x in err.strip().splitlines())
     assert first["camera"] == "gate-3" and SECRET not in err and "***:***@10.0.0.1" in first["msg"]
     assert second["camera"] == "gate-4" and second["cell"] == "r1c2"  # explicit context wins
