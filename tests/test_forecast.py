@@ -108,7 +108,7 @@ def planted_incidents(days: int = 420, seed: int = 0) -> tuple[Grid, Incidents, 
 
 
 TINY = TrainConfig(epochs=12, block=16, lr=5e-3, width=0.125, history=14, lstm=(32, 32), lstm3_max=64,
-                   warmup_days=30, val_days=30, dropout=0.1, seed=3)
+                   warmup_days=30, val_days=30, dropout=0.1, seed=3, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -124,15 +124,16 @@ def test_tiny_forecast_beats_baselines_on_planted_pattern(trained):
     g, inc, res, fc = trained
     sc = res.scores["robbery"]
     for b in baselines.BASELINES:
-        assert sc["model"]["auroc"] > sc[b]["auroc"] + 0.02, (b, sc)
-        assert sc["model"]["ap"] > sc[b]["ap"] + 0.05, (b, sc)
+        # the background is unpredictable noise, so AUROC moves little; precision on the planted cells a lot
+        assert sc["model"]["auroc"] > sc[b]["auroc"], (b, sc)
+        assert sc["model"]["ap"] > sc[b]["ap"] + 0.2, (b, sc)
         assert sc["model"]["brier"] < sc[b]["brier"], (b, sc)
     assert res.test_days == 420 - 366 and res.train_days == 366
     assert fc.history_log["best_epoch"][0] >= 1
 
 
 @pytest.mark.slow
-def test_training_is_reproducible_and_checkpoint_round_trip(trained, tmp_path):
+def test_checkpoint_round_trip_and_wrong_grid(trained, tmp_path):
     g, inc, res, fc = trained
     maps, t0, t1 = prepare(inc, g, "2021-01-01")
     days = np.arange(t0, t1)
@@ -153,6 +154,21 @@ def test_training_is_reproducible_and_checkpoint_round_trip(trained, tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ForecastError, match="not a forecast checkpoint"):
         Forecaster.load(bad)
+
+
+def test_training_is_seeded_and_repeatable():
+    import dataclasses
+
+    g, inc, _ = planted_incidents(days=200)
+    maps, t0, t1 = prepare(inc, g, "2020-06-01")
+    cfg = dataclasses.replace(TINY, epochs=1)
+    from mapping.forecast.train import fit
+
+    a = fit(maps, t0, cfg, progress=False).predict(maps, np.arange(t0, t1))[0]
+    b = fit(maps, t0, cfg, progress=False).predict(maps, np.arange(t0, t1))[0]
+    np.testing.assert_array_equal(a, b)
+    c = fit(maps, t0, dataclasses.replace(cfg, seed=99), progress=False).predict(maps, np.arange(t0, t1))[0]
+    assert not np.array_equal(a, c)
 
 
 def test_test_date_outside_the_data():
@@ -181,7 +197,7 @@ def test_cli_train_predict_evaluate_on_toronto_sample(tmp_path, capsys):
     common = ["--incidents", str(DATA / "toronto_mci_sample.csv.gz"), "--format", "toronto-mci",
               "--config", str(CONFIGS / "toronto.yaml"), "--cell-size", "3000"]
     tiny = ["--epochs", "1", "--max-steps", "2", "--width", "0.125", "--history", "14", "--warmup-days", "60",
-            "--val-days", "30"]
+            "--val-days", "30", "--threads", "1"]
     ck = tmp_path / "t.pt"
     assert main(["forecast", "train", *common, *tiny, "--until", "2019-07-01", "--out", str(ck)]) == 0
     assert ck.exists() and ck.with_suffix(".curve.png").exists()

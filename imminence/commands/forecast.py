@@ -55,6 +55,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-days", type=int, default=d.val_days, help="last training days held out to pick the epoch")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads while training (default: torch's)")
     p.add_argument("--train-from", help="first day of the data to use (default: skips stray old reports)")
     p.add_argument("--curve", help="training curve PNG (default next to the output)")
 
@@ -93,7 +94,8 @@ def _cfg(args: argparse.Namespace) -> TrainConfig:
         if getattr(args, name) < 1:
             raise ForecastError(f"--{name.replace('_', '-')} must be >= 1")
     return TrainConfig(epochs=args.epochs, max_steps=args.max_steps, width=args.width, history=args.history,
-                       warmup_days=args.warmup_days, val_days=args.val_days, seed=args.seed, device=args.device)
+                       warmup_days=args.warmup_days, val_days=args.val_days, seed=args.seed, device=args.device,
+                       threads=args.threads)
 
 
 def _fail(cmd: str, exc: Exception) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -191,9 +191,15 @@ def fit(maps: DailyMaps, train_end: int, cfg: TrainConfig = TrainConfig(), *, pr
     if val_start - first < cfg.block:
         raise ForecastError(f"too little training data: {train_end} days before the cutoff, need at least "
                             f"{first + cfg.val_days + cfg.block} (warm-up {cfg.warmup_days}, validation {cfg.val_days})")
-    seed_everything(cfg.seed)
     if cfg.threads:
+        # small models train faster on one thread; the setting is process-wide, so put it back after
+        before = torch.get_num_threads()
         torch.set_num_threads(cfg.threads)
+        try:
+            return fit(maps, train_end, replace(cfg, threads=None), progress=progress, curve_png=curve_png)
+        finally:
+            torch.set_num_threads(before)
+    seed_everything(cfg.seed)
     dev = pick_device(cfg.device)
     # only the past enters: slice everything at the cutoff before building any input
     past = DailyMaps(maps.counts[:train_end], maps.days[:train_end], maps.types, maps.mask, maps.grid_id,
