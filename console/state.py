@@ -21,7 +21,6 @@ import json
 import logging
 import socket
 import threading
-import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
