@@ -305,3 +305,34 @@ def test_stale_banner_while_broker_is_down(browser, scene):
             page.close()
     finally:
         feed.stop()
+
+
+def test_large_grid_uses_canvas_and_keeps_cells_findable(browser):
+    """Above 2,000 cells the map is one canvas; each cell stays findable by data-cell-id with its colour."""
+    from console.app import create_app
+    from console.state import ConsoleState
+
+    grid = samples.small_grid(rows=60, cols=60, cell_size_m=100.0)
+    ids = grid.cell_ids()
+    state = ConsoleState(WebConfig(), grid)
+    hot = ids[len(ids) // 2 + 30]
+    state.apply(schemas.TOPIC_MAPS, samples.snapshot(grid, {ids[0]: 1.0}))
+    with ServerThread(create_app(WebConfig(), state)) as server:
+        page = _open(browser, server.url)
+        assert page.locator("path[data-cell-id]").count() == 0  # no SVG path per cell...
+        assert page.locator("#map canvas").count() >= 1  # ...one canvas instead
+        assert page.locator("#cell-index li[data-cell-id]").count() == len(ids)
+        assert page.get_attribute(f'#cell-index li[data-cell-id="{hot}"]', "data-color") == NONE
+        state.apply(schemas.TOPIC_MAPS, samples.snapshot(grid, {ids[0]: 1.0, hot: 50.0}))
+        page.wait_for_selector(f"#cell-index li[data-cell-id='{hot}'][data-class='4']", state="attached")
+        assert page.get_attribute(f'#cell-index li[data-cell-id="{hot}"]', "data-color") == "#bd0026"
+        # a click on the canvas where the cell is drawn opens that cell
+        box = page.evaluate(f"""() => {{
+            const r = window.imminence.cells.get('{hot}'); const m = window.imminence.map;
+            const p = m.latLngToContainerPoint(r.getBounds().getCenter());
+            const c = document.getElementById('map').getBoundingClientRect();
+            return [c.left + p.x, c.top + p.y];
+        }}""")
+        page.mouse.click(box[0], box[1])
+        page.wait_for_selector(f"#cell-detail[data-cell-id='{hot}']")
+        page.close()
