@@ -33,7 +33,7 @@ class ForecastConfig(_Strict):
         default="generic", description="layout of the incident files")
     incidents_map: Optional[str] = Field(default=None, description="generic: time=COL,category=COL,lon=COL,lat=COL")
     epochs: int = Field(default=4, ge=1, description="training epochs")
-    max_steps: Optional[int] = Field(default=None, ge=1, description="cap on steps per epoch (CPU budgets)")
+    max_steps: Optional[int] = Field(default=15, ge=1, description="steps (random 48-day blocks) per epoch; null = every block")
     width: float = Field(default=0.25, gt=0, le=1, description="CNN channel multiplier (1.0 = the design's 32..256)")
     history_days: int = Field(default=30, ge=2, description="T, days per LSTM window")
     seed: int = 0

@@ -222,6 +222,8 @@ def test_cli_train_predict_evaluate_on_toronto_sample(tmp_path, capsys):
                  "toronto-mci", "--config", str(CONFIGS / "toronto.yaml"), "--cell-size", "2000",
                  "--checkpoint", str(ck), "--out", str(out)]) == 1
     assert "checkpoint is for grid" in capsys.readouterr().err
+    assert main(["forecast", "train", "--config", str(CONFIGS / "toronto.yaml"), "--out", str(tmp_path / "x.pt")]) == 1
+    assert "no incident files" in capsys.readouterr().err
     g = Grid(box(0, 0, 500, 500), 100.0)
     with pytest.raises(ForecastFileError, match="forecast is for grid"):
         read_forecast(out, g)

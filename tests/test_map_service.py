@@ -252,7 +252,7 @@ map:
     with KafkaBus(kafka_bootstrap, namespace=unique_name, client_id="producer") as producer:
         producer.publish(TOPIC_CELLS, cell_msg(hot, 8.0, start=schemas.utcnow() - timedelta(seconds=60)))
         assert producer.flush(30)
-    assert main(["map", "--config", str(cfg), "--out", str(tmp_path / "out"), "--idle-exit", "12"]) == 0
+    assert main(["map", "--config", str(cfg), "--out", str(tmp_path / "out"), "--idle-exit", "10"]) == 0
     text = capsys.readouterr().out
     assert "1 cell updates applied" in text
     assert text.split("hottest cells (all crime, merged):")[1].split()[0] == hot

@@ -38,8 +38,8 @@ METRICS = ("auroc", "ap", "hit@1%", "hit@5%", "hit@10%", "pai@1%", "pai@5%", "pa
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--incidents", action="append", required=True, metavar="CSV",
-                   help="incident file (repeat for several)")
+    p.add_argument("--incidents", action="append", metavar="CSV",
+                   help="incident file (repeat for several; default: forecast.incidents of --config)")
     add_format_args(p)
     p.add_argument("--config", default=str(TORONTO), help="configuration with the grid (default configs/toronto.yaml)")
     p.add_argument("--cell-size", type=float, help="cell edge in metres (overrides the config's)")
@@ -47,13 +47,17 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
-    p.add_argument("--max-steps", type=int, default=None, help="cap on steps (blocks of days) per epoch")
-    p.add_argument("--width", type=float, default=d.width, help=f"CNN channel multiplier (1.0 = design; default {d.width})")
-    p.add_argument("--history", type=int, default=d.history, help=f"T, days per window (default {d.history})")
+    # defaults None: the config's forecast section decides, then TrainConfig's defaults
+    p.add_argument("--epochs", type=int, default=None, help=f"training epochs (default forecast.epochs, {d.epochs})")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help=f"steps (random blocks of {d.block} days) per epoch, 0 = every block "
+                        f"(default forecast.max_steps, {d.max_steps})")
+    p.add_argument("--width", type=float, default=None,
+                   help=f"CNN channel multiplier (1.0 = design; default forecast.width, {d.width})")
+    p.add_argument("--history", type=int, default=None, help=f"T, days per window (default forecast.history_days, {d.history})")
     p.add_argument("--warmup-days", type=int, default=d.warmup_days, help="days of history before the first training target")
     p.add_argument("--val-days", type=int, default=d.val_days, help="last training days held out to pick the epoch")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=None, help="random seed (default forecast.seed)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu, cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads while training (default: torch's)")
     p.add_argument("--train-from", help="first day of the data to use (default: skips stray old reports)")
@@ -72,9 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.set_defaults(func=train)
     pr = sub.add_parser("predict", help="per-cell forecast for one day (default: the day after the data)")
     _common(pr)
-    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--checkpoint", help="trained checkpoint (default forecast.checkpoint)")
     pr.add_argument("--date", help="day to forecast, YYYY-MM-DD (default: the day after the data)")
-    pr.add_argument("--out", required=True, help="forecast file (.json or .npz) for the map service")
+    pr.add_argument("--out", help="forecast file (.json or .npz) for the map service (default forecast.predictions)")
     pr.set_defaults(func=predict)
     e = sub.add_parser("evaluate", help="train before --test-from, score from it against three baselines")
     _common(e)
@@ -83,17 +87,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--test-to", help="first day after the test period (default: end of the data)")
     e.add_argument("--crime-type", action="append", help="type to report, or 'all' (all crime); repeatable; "
                                                          "default: every type and all")
-    e.add_argument("--kde-radius", type=float, default=1000.0, help="search radius of the KDE baseline (m)")
+    e.add_argument("--kde-radius", type=float, default=None, help="search radius of the KDE baseline in metres "
+                                                                   "(default forecast.kde_radius_m, 1000)")
     e.add_argument("--checkpoint", help="score this checkpoint instead of training one")
     e.add_argument("--json", action="store_true", help="print the scores as JSON")
     e.set_defaults(func=evaluate)
+
+
+def _settings(args: argparse.Namespace) -> None:
+    """Fill unset options from the config's forecast section (paths relative to the config file)."""
+    from imminence.config import load_config
+
+    cfg, _ = load_config(args.config)
+    fc = cfg.forecast
+    base = Path(args.config).parent
+
+    def rel(p: str) -> str:
+        return p if Path(p).is_absolute() else str(base / p)
+
+    if not args.incidents:
+        if not fc.incidents:
+            raise ForecastError(f"no incident files: give --incidents CSV or forecast.incidents in {args.config}")
+        args.incidents = [rel(p) for p in fc.incidents]
+    for name, value in (("epochs", fc.epochs), ("max_steps", fc.max_steps), ("width", fc.width),
+                        ("history", fc.history_days), ("seed", fc.seed), ("kde_radius", fc.kde_radius_m)):
+        if hasattr(args, name) and getattr(args, name) is None:
+            setattr(args, name, value)
+    if hasattr(args, "checkpoint") and args.checkpoint is None and fc.checkpoint and args.func is predict:
+        args.checkpoint = rel(fc.checkpoint)
+    if getattr(args, "out", "x") is None and args.func is predict:
+        if not fc.predictions:
+            raise ForecastError(f"give --out FILE or forecast.predictions in {args.config}")
+        args.out = rel(fc.predictions)
+    if args.func is predict and not args.checkpoint:
+        raise ForecastError(f"give --checkpoint FILE or forecast.checkpoint in {args.config}")
 
 
 def _cfg(args: argparse.Namespace) -> TrainConfig:
     for name in ("epochs", "history", "warmup_days"):
         if getattr(args, name) < 1:
             raise ForecastError(f"--{name.replace('_', '-')} must be >= 1")
-    return TrainConfig(epochs=args.epochs, max_steps=args.max_steps, width=args.width, history=args.history,
+    return TrainConfig(epochs=args.epochs, max_steps=args.max_steps or None, width=args.width, history=args.history,
                        warmup_days=args.warmup_days, val_days=args.val_days, seed=args.seed, device=args.device,
                        threads=args.threads)
 
@@ -105,6 +139,7 @@ def _fail(cmd: str, exc: Exception) -> int:
 
 def train(args: argparse.Namespace) -> int:
     try:
+        _settings(args)
         cfg = _cfg(args)
         grid = grid_from_args(args)
         inc, _ = read_all(args.incidents, args)
@@ -125,6 +160,7 @@ def train(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     try:
+        _settings(args)
         grid = grid_from_args(args)
         fc = Forecaster.load(args.checkpoint, grid_id=grid.grid_id)
         inc, _ = read_all(args.incidents, args)
@@ -162,6 +198,7 @@ def format_table(res: dict) -> str:
 
 def evaluate(args: argparse.Namespace) -> int:
     try:
+        _settings(args)
         cfg = _cfg(args)
         grid = grid_from_args(args)
         inc, _ = read_all(args.incidents, args)

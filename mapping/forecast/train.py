@@ -55,7 +55,7 @@ class TrainConfig:
     dropout: float = 0.2
     warmup_days: int = 365        # first training target: the long-run rate needs history
     val_days: int = 90            # last days before the cutoff, held out to pick the epoch
-    max_steps: Optional[int] = None   # cap on steps per epoch (benchmarks)
+    max_steps: Optional[int] = 15     # steps (random blocks of days) per epoch; None = every block
     threads: Optional[int] = None
     device: str = "auto"
 
