@@ -2,8 +2,10 @@
 
 The GeoJSON is a FeatureCollection of the cells inside the city in lon/lat
 (RFC 7946), one feature per cell with ``cell_id``, ``row``, ``col`` and, per
-layer, ``merged_<type>``, ``live_<type>``, ``forecast_<type>`` and
-``class_<type>``; QGIS and geopandas open it as is.  The PNG draws one layer
+layer, ``merged_<type>``, ``live_<type>``, ``forecast_<type>``, ``class_<type>``
+and the two terms that explain the merge, ``weight_<type>`` and
+``live_mean_<type>`` (merged = weight * live_mean + (1 - weight) * forecast);
+QGIS and geopandas open it as is.  The PNG draws one layer
 as a heat map over the grid (cell lines, area outline), the cameras as
 labelled markers, a colour bar and a legend of the standard-deviation classes
 (the highest clusters outlined).  Files are written atomically (temporary
@@ -29,7 +31,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def write_geojson(grid: Grid, layers: dict[str, dict[str, np.ndarray]], path: str | Path,
                   extra: Optional[dict] = None) -> Path:
-    """``layers``: {crime type: {"merged"|"live"|"forecast"|"class": (rows, cols) array}}."""
+    """``layers``: {crime type: {kind: (rows, cols) array}}; each becomes the property ``<kind>_<type>``."""
     props = {f"{kind}_{ctype}": arr for ctype, kinds in layers.items() for kind, arr in kinds.items()}
     fc = grid.to_geojson(props)
     if extra:

@@ -220,8 +220,11 @@ class MapService:
             F = self.forecast.layer(t) if self.forecast is not None else None
             F = np.zeros(self.grid.shape) if F is None else np.clip(F, 0.0, 1.0)
             merged = np.clip(L + (1.0 - W) * F, 0.0, 1.0) * self.grid.mask
+            # weight and live_mean make each cell's merged value explainable: merged = weight * live_mean
+            # + (1 - weight) * forecast (before clipping), both written to the GeoJSON
             out[t] = {"merged": merged, "live": live * self.grid.mask, "forecast": F * self.grid.mask,
-                      "class": sd_classes(merged, self.grid.mask)}
+                      "class": sd_classes(merged, self.grid.mask), "weight": W * self.grid.mask,
+                      "live_mean": mean * self.grid.mask}
         return out
 
     # -- snapshot ------------------------------------------------------------------------------

@@ -104,7 +104,12 @@ def test_files_geojson_and_png(tmp_path):
     gj = json.loads((tmp_path / "out" / "map.geojson").read_text())
     assert len(gj["features"]) == int(g.mask.sum())
     feat = next(f for f in gj["features"] if f["properties"]["cell_id"] == hot)
-    assert feat["properties"]["merged_robbery"] > 0.5 and feat["properties"]["forecast_robbery"] == 0.1
+    pr = feat["properties"]
+    assert pr["merged_robbery"] > 0.5 and pr["forecast_robbery"] == 0.1
+    for f in gj["features"]:                     # every cell's value is explained by its terms
+        q = f["properties"]
+        assert q["merged_robbery"] == pytest.approx(
+            q["weight_robbery"] * q["live_mean_robbery"] + (1 - q["weight_robbery"]) * q["forecast_robbery"], abs=2e-4)
     assert shape(feat["geometry"]).contains(shape({"type": "Point", "coordinates": [-79.39, 43.648]}))
     pngs = sorted(p.name for p in paths if p.suffix == ".png")
     assert pngs == sorted(f"map_{t}.png" for t in TYPES + ("all",))
