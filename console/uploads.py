@@ -30,6 +30,9 @@ TMP_PREFIX = "imminence-upload-"
 CHUNK = 1 << 20
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"RIFF", b"GIF8", b"II*\x00", b"MM\x00*")
 KEY_FRAME_WIDTH = 640
+#: smallest frame the people detector can scan (OpenCV's HOG window is 64 x 128; smaller frames
+#: crash it in native code, which would take the whole console down)
+MIN_WIDTH, MIN_HEIGHT = 64, 128
 
 
 class UploadError(Exception):
@@ -63,13 +66,21 @@ def save_bounded(stream: Any, dest: Path, max_bytes: int) -> int:
     return total
 
 
+def _check_size(kind: str, width: int, height: int) -> None:
+    if width < MIN_WIDTH or height < MIN_HEIGHT:
+        raise UploadError(422, f"the {kind} is {width}x{height} pixels; at least {MIN_WIDTH}x{MIN_HEIGHT} "
+                               "is needed to look for people")
+
+
 def probe_media(path: Path, max_seconds: float) -> dict:
-    """Kind (image/video), size and duration of a file; 415 if OpenCV cannot decode it, 413 if too long."""
+    """Kind (image/video), size and duration of a file; 415 if OpenCV cannot decode it, 413 if too long,
+    422 if its frames are too small to analyse."""
     with open(path, "rb") as f:
         head = f.read(16)
     if head.startswith(IMAGE_MAGIC) or head[4:12] in (b"ftypavif", b"ftypheic"):
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is not None:
+            _check_size("image", img.shape[1], img.shape[0])
             return {"kind": "image", "width": img.shape[1], "height": img.shape[0], "frames": 1, "seconds": 0.0}
     cap = cv2.VideoCapture(str(path))
     try:
@@ -88,6 +99,7 @@ def probe_media(path: Path, max_seconds: float) -> dict:
         seconds = n / fps
     finally:
         cap.release()
+    _check_size("video", frame.shape[1], frame.shape[0])
     if seconds > max_seconds + 1e-6:
         raise UploadError(413, f"the video lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
     return {"kind": "video", "width": frame.shape[1], "height": frame.shape[0], "frames": n,

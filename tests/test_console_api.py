@@ -248,11 +248,12 @@ class _NeverCalled:
         raise AssertionError("the analyser must not run for a refused upload")
 
 
-def _video_bytes(path: Path, seconds: float, fps: float = 10.0) -> bytes:
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (96, 64))
+def _video_bytes(path: Path, seconds: float, fps: float = 10.0, size: tuple[int, int] = (160, 128)) -> bytes:
+    w, h = size
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
     for i in range(int(seconds * fps)):
-        frame = np.full((64, 96, 3), 40, np.uint8)
-        cv2.rectangle(frame, (i % 80, 10), (i % 80 + 12, 50), (200, 200, 200), -1)
+        frame = np.full((h, w, 3), 40, np.uint8)
+        cv2.rectangle(frame, (i * 3 % (w - 20), 10), (i * 3 % (w - 20) + 12, h - 14), (200, 200, 200), -1)
         out.write(frame)
     out.release()
     return path.read_bytes()
@@ -279,6 +280,8 @@ def test_upload_errors(grid, tmp_path):
     assert r.status_code == 415 and "not a video or an image" in r.json()["detail"]
     r = client.post("/api/uploads", files={"file": ("fake.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "image/png")})
     assert r.status_code == 415
+    r = client.post("/api/uploads", files={"file": ("tiny.avi", _video_bytes(tmp_path / "t.avi", 1.0, size=(96, 64)))})
+    assert r.status_code == 422 and "96x64 pixels" in r.json()["detail"]  # below the people detector's window
     r = client.post("/api/uploads", data={"x": "1"})
     assert r.status_code == 422
     assert set(Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*")) == before  # every temp folder deleted
@@ -339,3 +342,24 @@ def test_users_and_token_from_environment():
     assert auth.principal(None, "Bearer other") is None and auth.principal("forged", None) is None
     with pytest.raises(AuthError, match="name:role:hash"):
         Authenticator(WebConfig(), env={"IMMINENCE_WEB_USERS": "broken-entry"})
+
+
+def test_upload_video_and_image_through_the_worker_path(grid, tmp_path):
+    """A valid video and an image run through detectors.clip (the camera workers' analyser); temp files go."""
+    from console.server import default_analyzer_factory
+
+    cfg = WebConfig(upload_fps=5.0)
+    client = TestClient(create_app(cfg, _fed_state(grid, cfg), analyzer_factory=default_analyzer_factory()))
+    before = set(Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*"))
+    r = client.post("/api/uploads", files={"file": ("walk.avi", _video_bytes(tmp_path / "w.avi", 4.0), "video/x-msvideo")})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["kind"] == "video" and d["seconds"] == pytest.approx(4.0)
+    assert len(d["clips"]) == 2 and d["frames_analysed"] == 20  # 10 fps sampled at 5 fps, 2 s clips
+    assert 1 <= len(d["key_frames"]) <= cfg.upload_key_frames
+    assert d["key_frames"][0]["image"].startswith("data:image/jpeg;base64,")
+    assert "detector" in d["models"]
+    png = cv2.imencode(".png", np.full((160, 200, 3), 90, np.uint8))[1].tobytes()
+    r = client.post("/api/uploads", files={"file": ("still.png", png, "image/png")})
+    assert r.status_code == 200 and r.json()["kind"] == "image" and len(r.json()["clips"]) == 1
+    assert set(Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*")) == before
