@@ -476,3 +476,28 @@ def test_child_process_metrics_are_merged(tmp_path, monkeypatch) -> None:
     text = metrics_text().decode()
     assert metric(text, "imminence_camera_clips_total", camera="child-cam") == 3
     assert text.count("# TYPE imminence_camera_clips_total counter") == 1
+
+
+@pytest.mark.slow
+def test_console_health_follows_its_broker(unique_name, tmp_path, procs) -> None:
+    """`imminence web`: /healthz is 503 while the console's broker is away and 200 once it is reachable."""
+    from streamer.broker import EmbeddedBroker, free_port
+
+    port = free_port()
+    cfg = write_config(tmp_path / "cfg.yaml", f"127.0.0.1:{port}", unique_name, web={"port": free_port()})
+    web = Proc(["web", "--config", str(cfg)], tmp_path / "web.log")
+    procs.append(web)
+
+    def health(code: int) -> Optional[dict]:
+        got, body = http_get(web.url() + "/healthz")
+        return json.loads(body) if got == code else None
+
+    down = wait_for(lambda: health(503), 60, "console /healthz 503 without a broker", web)
+    assert down["console"]["stale"] is True
+    broker = EmbeddedBroker(port=port, log_file=tmp_path / "tansu.log").start()
+    try:
+        up = wait_for(lambda: health(200), 60, "console /healthz 200 once the broker is up", web)
+    finally:
+        web.stop()
+        broker.stop()
+    assert up["console"]["connected"] is True
