@@ -5,7 +5,7 @@ upload (its own detector state, tracker and GMCP window, as a camera would have)
 feeds every frame, cuts clips every ``clip_seconds`` of stream time and returns
 one :class:`ClipAnalysis` per clip: detections, ``camera:track`` ids, concept
 scores and the GMCP label. With ``key_frames=N`` each clip keeps up to N frames
-(the ones with the most detections, in time order) with their boxes, for display;
+(the ones with the most tracked detections, in time order) with their boxes, for display;
 workers never ask for them, so frames are never published.
 """
 from __future__ import annotations
@@ -20,7 +20,11 @@ from detectors.types import ClipAnalysis, Detection
 def _pick(cands: list[tuple[int, np.ndarray, list[Detection]]], n: int) -> list[tuple[int, np.ndarray, list[Detection]]]:
     if n <= 0 or not cands:
         return []
-    best = sorted(range(len(cands)), key=lambda i: (-len(cands[i][2]), i))[:n]
+    def rank(i: int) -> tuple:  # most tracked boxes first, then most boxes, then earliest
+        boxes = cands[i][2]
+        return -sum(b.track_id is not None for b in boxes), -len(boxes), i
+
+    best = sorted(range(len(cands)), key=rank)[:n]
     return [cands[i] for i in sorted(best)]
 
 

@@ -50,7 +50,7 @@ def run_train(args: argparse.Namespace) -> int:
     src = Path(args.dataset)
     out = Path(args.out)
     try:
-        if src.is_file() and src.suffix in (".yaml", ".yml"):
+        if src.suffix in (".yaml", ".yml"):
             data_yaml = src
         else:
             print(f"exporting {src} to YOLO format under {out / 'yolo-data'}", file=sys.stderr)
