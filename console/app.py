@@ -152,6 +152,12 @@ def create_app(cfg: WebConfig, source: ConsoleState, *,
     def login(body: LoginBody, request: Request, response: Response) -> dict:
         if not auth.enabled:
             return {"user": "local", "role": "operator", "auth": False}
+        wait = auth.retry_after(client_of(request))
+        if wait > 0:
+            log.warning("login for user %r from %s refused: too many failed attempts", body.username[:64],
+                        client_of(request))
+            raise HTTPException(429, f"too many failed logins from this address; try again in {wait:.0f} s",
+                                headers={"Retry-After": str(int(wait) + 1)})
         sid = auth.login(body.username, body.password, client_of(request))
         if sid is None:
             raise HTTPException(401, "wrong user name or password")

@@ -116,6 +116,21 @@ class Authenticator:
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
         self.failed_logins = 0
+        self._failures: dict[str, list[float]] = {}  # client -> times of recent failed logins
+
+    #: failed logins from one client within ``THROTTLE_WINDOW_S`` before it must wait
+    THROTTLE_FAILURES = 5
+    THROTTLE_WINDOW_S = 300.0
+
+    def retry_after(self, client: str) -> float:
+        """Seconds a client must wait before its next login attempt (0 when it may try now)."""
+        now = time.time()
+        with self._lock:
+            recent = [t for t in self._failures.get(client, []) if now - t < self.THROTTLE_WINDOW_S]
+            self._failures[client] = recent
+        if len(recent) < self.THROTTLE_FAILURES:
+            return 0.0
+        return max(0.0, recent[-self.THROTTLE_FAILURES] + self.THROTTLE_WINDOW_S - now)
 
     @property
     def enabled(self) -> bool:
@@ -139,6 +154,8 @@ class Authenticator:
             verify_password(password, hash_password("x", salt=b"0" * 16))
         if not ok:
             self.failed_logins += 1
+            with self._lock:
+                self._failures.setdefault(client, []).append(time.time())
             log.warning("failed login for user %r from %s", name[:64], client)
             return None
         sid = secrets.token_urlsafe(32)

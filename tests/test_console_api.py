@@ -232,6 +232,11 @@ def test_login_sessions_roles_and_token(grid, caplog):
     assert r.status_code == 403 and "operator role" in r.json()["detail"]
     client.post("/api/logout")
     assert client.get("/api/map").status_code == 401
+    # brute force: after 5 failures in 5 minutes the address must wait, even with the right password
+    for _ in range(4):
+        assert client.post("/api/login", json={"username": "ana", "password": "guess"}).status_code == 401
+    r = client.post("/api/login", json={"username": "ana", "password": "s3cret-ana"})
+    assert r.status_code == 429 and "too many failed logins" in r.json()["detail"] and int(r.headers["retry-after"]) > 0
     # a bearer token, without any cookie
     bare = TestClient(create_app(cfg, _fed_state(grid)))
     assert bare.get("/api/map", headers={"Authorization": "Bearer tok-123"}).status_code == 200
