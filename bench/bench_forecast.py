@@ -65,6 +65,24 @@ def time_steps(maps, width: float, steps: int, block: int, history: int = 30) ->
     return float(np.mean(times)), int(np.ceil((len(maps.days) - first) / block))
 
 
+def shift_check(inc, grid: Grid) -> dict:
+    """How far the baselines' 2019 scores move when the grid shifts by half a cell (both axes)."""
+    from mapping.forecast import baselines
+    from mapping.forecast.evaluate import score_all
+
+    half = grid.cell_size / 2
+    shifted = Grid(grid.area, grid.cell_size, grid.projection, origin_xy=(grid.x0 - half, grid.y0 - half))
+    out = {}
+    for name, g in (("origin", grid), ("shifted", shifted)):
+        maps, t0, t1 = backtest.prepare(inc, g, "2019-01-01")
+        tc = maps.target_counts()
+        days = np.arange(t0, t1)
+        k = maps.targets.index("all")
+        out[name] = {b: score_all(baselines.predict(b, tc, days, k, g), tc[days, k], maps.mask)
+                     for b in ("historical_average", "yesterday")}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--incidents", default=str(DATA))
@@ -74,6 +92,7 @@ def main() -> int:
     ap.add_argument("--timing-steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-timing", action="store_true")
+    ap.add_argument("--shift-only", action="store_true", help="only the half-cell grid shift check (baselines, fast)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -84,6 +103,15 @@ def main() -> int:
           f"{ {k: v for k, v in rep.rejected.items() if v} }); grid {grid.rows}x{grid.cols}, "
           f"{int(grid.mask.sum())} cells of 450 m inside the city; torch threads {torch.get_num_threads()}")
     out: dict = {"settings": vars(args)}
+    print("\n== grid shifted by half a cell (225 m east and north): all crime, 2019, baselines")
+    sc = shift_check(inc, grid)
+    out["shift"] = sc
+    print(f"{'method':<20}{'grid':<9}" + "".join(f"{m:>9}" for m in METRICS[:-1]))
+    for b in sc["origin"]:
+        for name in ("origin", "shifted"):
+            print(f"{b:<20}{name:<9}" + "".join(f"{sc[name][b][m]:>9.4f}" for m in METRICS[:-1]))
+    if args.shift_only:
+        return 0
     cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, width=args.width)
     maps, t0, t1 = backtest.prepare(inc, grid, "2019-01-01")
     if not args.skip_timing:
