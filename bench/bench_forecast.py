@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from mapping.forecast import backtest  # noqa: E402
 from mapping.forecast.data import CellFeatures  # noqa: E402
 from mapping.forecast.model import CNNLSTMForecaster, ModelConfig  # noqa: E402
-from mapping.forecast.train import Forecaster, TrainConfig, _loss  # noqa: E402
+from mapping.forecast.train import TrainConfig, _loss  # noqa: E402
 from mapping.grid import Grid, GridConfig  # noqa: E402
 from mapping.incidents import load_incidents  # noqa: E402
 

@@ -39,10 +39,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional, Sequence

@@ -5,7 +5,6 @@ import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
