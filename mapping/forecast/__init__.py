@@ -3,5 +3,7 @@
 Modules: :mod:`.data` (incident maps and leak-free cell features), :mod:`.model`
 (the network), :mod:`.train` (fit, predict, checkpoints), :mod:`.baselines`
 (yesterday, historical average, KDE of the last 30 days), :mod:`.evaluate`
-(AUROC, AP, hit rate, PAI, Brier over the cells inside the city).
+(AUROC, AP, hit rate, PAI, Brier over the cells inside the city as pure
+functions), :mod:`.backtest` (train before a date, score from it, against the
+baselines) and :mod:`.output` (the per-day forecast file the map service merges).
 """
