@@ -9,6 +9,13 @@ and event times are the recording's start plus stream time.  ``speed`` paces
 playback (1 = real time, 4 = four times faster, ``None`` = as fast as it
 decodes).
 
+The cameras of a dataset share one clock on the recordings' timeline
+(:class:`ReplayClock`): at ``speed`` 1 or 4 a video recorded a minute after
+another starts a minute (or 15 s) later, and at any speed no camera runs more
+than ``max_skew_s`` of recording time ahead of the slowest, so downstream
+event-time windows see the cameras' events interleaved as they happened rather
+than one camera's whole recording first.
+
 Deterministic: the same dataset gives the same events, ids included (ids are
 uuid5 of camera, clip index and clip start; see :func:`streamer.worker.event_id`),
 so a consumer that already saw a replay drops a repeat of it as duplicates.
@@ -23,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from detectors.config import DetectorsConfig
 from mapping.grid import Grid
@@ -67,6 +74,45 @@ class ReplaySummary:
                      f"{self.frames_decoded} frames decoded ({self.frames_analysed} analysed) in "
                      f"{self.elapsed_s:.1f} s = {self.fps:.1f} frames/s")
         return "\n".join(lines)
+
+
+class ReplayClock:
+    """One timeline for every camera of a replay: pacing at ``speed`` and a bound on how far one runs ahead."""
+
+    def __init__(self, starts: dict[str, datetime], speed: Optional[float], max_skew_s: float = 2.0,
+                 stop_event: Optional[threading.Event] = None) -> None:
+        self.origin = min(starts.values()) if starts else datetime.now(timezone.utc)
+        self.offset = {cam: (start - self.origin).total_seconds() for cam, start in starts.items()}
+        self.position = dict(self.offset)  # recording time reached by each active camera, s from origin
+        self.speed = speed
+        self.max_skew_s = max_skew_s
+        self.stop_event = stop_event or threading.Event()
+        self._cond = threading.Condition()
+        self._wall0: Optional[float] = None
+
+    def gate(self, camera_id: str) -> Callable[[float], None]:
+        """The FileSource gate of one camera: call with each frame's stream time."""
+        return lambda t: self.wait(camera_id, t)
+
+    def wait(self, camera_id: str, t: float) -> None:
+        when = self.offset[camera_id] + t
+        with self._cond:
+            self.position[camera_id] = when
+            self._cond.notify_all()
+            while not self.stop_event.is_set() and when > min(self.position.values()) + self.max_skew_s:
+                self._cond.wait(0.5)
+            if self._wall0 is None:
+                self._wall0 = time.monotonic()
+        if self.speed:
+            delay = self._wall0 + when / self.speed - time.monotonic()
+            if delay > 0:
+                self.stop_event.wait(delay)
+
+    def done(self, camera_id: str) -> None:
+        """A camera finished (or failed): it no longer holds the others back."""
+        with self._cond:
+            self.position.pop(camera_id, None)
+            self._cond.notify_all()
 
 
 @dataclass
@@ -114,10 +160,11 @@ def replay_videos(videos: list[ReplayVideo], bus: Bus, cfg: Any = None, grid: Op
     summary = ReplaySummary(cameras=len(videos))
     stop_event = stop_event or threading.Event()
     lock = threading.Lock()
+    clock = ReplayClock({v.camera.id: v.start for v in videos}, speed, stop_event=stop_event)
 
     def play(v: ReplayVideo) -> None:
         try:
-            source = FileSource(v.path, masks=v.camera.masks, speed=speed)
+            source = FileSource(v.path, masks=v.camera.masks, speed=None, gate=clock.gate(v.camera.id))
             worker = CameraWorker(v.camera, detectors, bus, grid, source=source, origin=v.start, replay=True,
                                   run_id=run_id, speed=speed, stop_event=stop_event,
                                   keep_event_ids=keep_event_ids)
@@ -132,6 +179,8 @@ def replay_videos(videos: list[ReplayVideo], bus: Bus, cfg: Any = None, grid: Op
             with lock:
                 summary.failed[v.camera.id] = f"{type(exc).__name__}: {exc}"
             return
+        finally:
+            clock.done(v.camera.id)
         with lock:
             summary.per_camera[v.camera.id] = result
         log.info("camera %s replayed: %d clips, %d frames in %.1fs", v.camera.id, result.clips,

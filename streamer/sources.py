@@ -32,7 +32,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -114,10 +114,11 @@ class FileSource(Source):
     """A video file read frame by frame, every frame, at its own timestamps."""
 
     def __init__(self, path: str | Path, *, masks: Sequence[Sequence[Sequence[float]]] = (),
-                 speed: Optional[float] = None) -> None:
+                 speed: Optional[float] = None, gate: Optional[Callable[[float], None]] = None) -> None:
         super().__init__(str(path), masks)
         self.path = Path(path)
         self.speed = speed
+        self.gate = gate  # called with each frame's stream time before it is stamped (replay's shared clock)
         self._cap: Optional[cv2.VideoCapture] = None
         self._fps: Optional[float] = None
         self._index = 0
@@ -169,6 +170,8 @@ class FileSource(Source):
             delay = self._t0 + t / self.speed - now
             if delay > 0:
                 time.sleep(delay)
+        if self.gate is not None:
+            self.gate(t)
         frame = Frame(apply_masks(img, self.masks), self._index, t, datetime.now(timezone.utc), time.monotonic())
         self._index += 1
         self.frames_read += 1

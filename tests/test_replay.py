@@ -120,3 +120,23 @@ def test_replay_command_starts_its_own_broker(capsys: pytest.CaptureFixture) -> 
 def test_replay_command_single_video_needs_camera_and_position(capsys: pytest.CaptureFixture) -> None:
     code, _, err = cli(capsys, "replay", str(CLIP))
     assert code == 2 and "--camera-id" in err and str(CLIP) in err
+
+
+def test_cameras_share_the_recording_timeline(tmp_path: Path) -> None:
+    """At max speed no camera runs ahead of the others on recording time; a later recording waits its turn."""
+    ds = make_dataset(tmp_path / "ds", cameras=3)
+    manifest = json.loads((ds / "manifest.json").read_text())
+    manifest["videos"][0]["start"] = manifest["videos"][1]["start"] = "2026-05-01T21:00:00Z"
+    manifest["videos"][2]["start"] = "2026-05-01T21:01:00Z"  # recorded a minute later
+    (ds / "manifest.json").write_text(json.dumps(manifest))
+    bus = InMemoryBus()
+    replay_dataset(ds, bus, speed=None)
+    events = sorted(bus.records(schemas.TOPIC_INDICATORS), key=lambda e: e.published_at)
+    assert len(events) == 9
+    ahead = max(e.clip_start for e in events[:1])
+    for e in events:  # published in recording-time order, up to the skew bound plus a clip
+        assert (ahead - e.clip_start).total_seconds() <= 4.5
+        ahead = max(ahead, e.clip_start)
+    late = [e for e in events if e.camera_id == "cam2"]
+    early = [e for e in events if e.camera_id != "cam2"]
+    assert max(e.published_at for e in early) <= min(e.published_at for e in late)
