@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", default=None, metavar="HOST:PORT", help="Kafka bootstrap (default: embedded broker)")
     p.add_argument("--config", default=None, help="configuration (bus, grid, detectors sections)")
     p.add_argument("--camera-id", default=None, help="camera id of a single video")
-    p.add_argument("--position", type=_position, default=None, metavar="LON,LAT", help="position of a single video")
+    p.add_argument("--position", type=_position, default=None, metavar="LON,LAT", help="position of a single video; write --position=-79.38,43.65 (with '=': a negative value looks like an option)")
     p.add_argument("--start", type=_start, default=None, metavar="ISO",
                    help="recording start of a single video (default: its modification time)")
     p.add_argument("--fps", type=float, default=5.0, help="analysis rate, frames/s (default 5)")
