@@ -335,4 +335,12 @@ def test_large_grid_uses_canvas_and_keeps_cells_findable(browser):
         }}""")
         page.mouse.click(box[0], box[1])
         page.wait_for_selector(f"#cell-detail[data-cell-id='{hot}']")
+        # message text is shown as text, never parsed as markup
+        evil = '<b id="injected">cam</b>'
+        state.apply(schemas.TOPIC_CAMERAS, samples.camera_status(evil, hot))
+        page.click("#tabs button[data-tab='cameras']")
+        page.wait_for_selector("#camera-list tr")
+        page.evaluate("(id) => { window.imminence.cams.get(id).marker.openTooltip(); }", evil)
+        page.wait_for_selector(".leaflet-tooltip")
+        assert evil in page.inner_text("#camera-list") and page.locator("#injected").count() == 0
         page.close()

@@ -187,7 +187,7 @@
     const at = S.map ? camLatLng(c) : null;
     if (at) {
       c.marker = L.circleMarker(at, { radius: 7, color: "#fff", weight: 2, fillColor: CAM_COLOURS[c.state] || "#444", fillOpacity: 1 })
-        .bindTooltip(`${c.camera_id}: ${c.state}`).addTo(S.map);
+        .bindTooltip(h("span", {}, `${c.camera_id}: ${c.state}`)).addTo(S.map);
       c.marker.on("add", () => { if (c.marker._path) c.marker._path.setAttribute("data-camera-id", c.camera_id); });
       if (c.marker._path) c.marker._path.setAttribute("data-camera-id", c.camera_id);
       c.marker.on("click", () => { if (c.cell_id && S.cells.has(c.cell_id)) selectCell(c.cell_id); else showTab("cameras"); });
