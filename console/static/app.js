@@ -380,7 +380,11 @@
     es.onerror = () => {
       lost = true;
       const n = $("conn-notice"); n.hidden = false; n.textContent = "Live connection lost — reconnecting…";
-      if (es.readyState === EventSource.CLOSED) { clearTimeout(S.retry); S.retry = setTimeout(connect, 2000); }
+      if (es.readyState === EventSource.CLOSED) {
+        // Closed for good: the server is down (retry) or the session ended (api() shows the login).
+        clearTimeout(S.retry);
+        S.retry = setTimeout(() => api("/api/me").then(connect, (e) => { if (!(e instanceof AuthNeeded)) connect(); }), 2000);
+      }
     };
     es.addEventListener("map", () => refreshMap());
     es.addEventListener("status", (m) => setStatus(JSON.parse(m.data)));
