@@ -140,6 +140,8 @@ class OpenCVDetector:
         scores: list[float] = []
         whole = (not self.motion_only or not self.motion_estimator.warm
                  or self.motion > self.full_frame_motion)
+        if iw < _HOG_WIN[0] or ih < _HOG_WIN[1]:
+            return []  # smaller than one detection window (HOG would crash on it, not just miss)
         if whole:
             self.full_scans += 1
             boxes, scores = self._scan(img)

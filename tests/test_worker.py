@@ -263,3 +263,11 @@ def test_unreachable_camera_reports_reconnecting_and_keeps_trying() -> None:
     assert "127.0.0.1:9/cam: cannot open stream" in (reconnecting[-1].message or "")
     assert all("pw@" not in (s.message or "") for s in statuses)  # credentials never published
     assert statuses[-1].state == "stopped" and not bus.records(schemas.TOPIC_INDICATORS)
+
+
+def test_detector_handles_frames_smaller_than_its_window() -> None:
+    det = OpenCVDetector()
+    for shape in [(32, 32, 3), (100, 60, 3), (127, 200, 3)]:
+        assert det.detect(np.full(shape, 128, np.uint8)) == []
+    with pytest.raises(ValueError, match="BGR frame"):
+        det.detect(np.zeros((10, 10), np.uint8))
