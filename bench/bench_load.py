@@ -11,11 +11,16 @@ IndicatorEvent, CellImminence and MapSnapshot; the scoring service's
 
 Reported per N:
 
-* ``keeps up``: the replay took no more than 10% longer than the footage at
-  this speed (a worker that analyses slower than real time falls behind);
+* ``keeps up``: the slowest camera's play time was no more than 10% longer
+  than the recording span at this speed (the replay runs every camera on one
+  recording clock, from the earliest start to the latest end; a worker that
+  analyses slower than real time falls behind);
 * events/s: indicator events per second of replay;
-* lag: the largest scoring consumer lag seen (records; approximate, see
+* lag: the largest scoring consumer lag seen (records, from its
+  ``imminence_consumer_lag`` gauge, refreshed every 5 s; approximate, see
   DESIGN.md: tansu's end offsets can trail);
+* backlog: the most indicator events seen on the topic but not yet in any
+  cell message, sampled every second (an end-to-end lag in events);
 * latency, clip end -> cell: the first CellImminence holding the event id,
   ``produced_at - captured_at`` (captured_at: wall time the clip's last frame
   was decoded);
@@ -61,6 +66,7 @@ class Run:
     cell_first: dict = field(default_factory=dict)  # event id -> produced_at of its first cell message
     snapshots: list = field(default_factory=list)  # created_at (unix s), sorted
     max_lag: float = 0.0
+    max_backlog: int = 0  # events on the indicators topic not yet in any cell message (sampled each second)
     dropped: int = 0
 
     @property
@@ -143,11 +149,14 @@ def _lag(url: str) -> float:
 
 
 def _subset(dataset: Path, n: int, out: Path) -> Path:
-    """A dataset folder with the first n cameras (files copied: manifest paths may not leave their folder)."""
+    """A dataset folder with the first n cameras, all starting at once (files copied: manifest paths may not
+    leave their folder)."""
     import json
 
     man = json.loads((dataset / "manifest.json").read_text())
     man["videos"] = man["videos"][:n]
+    for v in man["videos"]:  # N cameras recording at the same time, as a live deployment has them
+        v["start"] = man["videos"][0]["start"]
     out.mkdir(parents=True, exist_ok=True)
     for v in man["videos"]:
         for key in ("file", "annotations"):
@@ -155,6 +164,16 @@ def _subset(dataset: Path, n: int, out: Path) -> Path:
                 shutil.copy(dataset / v[key], out / v[key])
     (out / "manifest.json").write_text(json.dumps(man, indent=1))
     return out
+
+
+def _span(dataset: Path, seconds: float) -> float:
+    """Recording time the replay covers: from the earliest camera start to the latest end (one shared clock)."""
+    import json
+    from datetime import datetime
+
+    starts = [datetime.fromisoformat(v["start"].replace("Z", "+00:00")).timestamp()
+              for v in json.loads((dataset / "manifest.json").read_text())["videos"]]
+    return max(starts) - min(starts) + seconds
 
 
 def _stop(p: subprocess.Popen) -> None:
@@ -174,7 +193,8 @@ def run_one(n: int, dataset: Path, work: Path, bootstrap: str, footage_s: float,
                    "grid: {bbox: [-79.405, 43.64, -79.37, 43.662], crs: lonlat, cell_size_m: 250}\n"
                    f"scoring: {{group: '{ns}-score', restore: false}}\n"
                    f"map: {{group: '{ns}-map', interval_s: 5, out_dir: '{work / f'map{n}'}'}}\n")
-    run = Run(n, footage_s / speed)
+    ds = _subset(dataset, n, work / f"ds{n}")
+    run = Run(n, _span(ds, footage_s) / speed)
     procs = [_imminence(["score", "--config", str(cfg)], work / f"score{n}.log"),
              _imminence(["map", "--config", str(cfg)], work / f"map{n}.log")]
     try:
@@ -183,20 +203,20 @@ def run_one(n: int, dataset: Path, work: Path, bootstrap: str, footage_s: float,
         collector = Collector(bootstrap, ns, run)
         collector.start()
         time.sleep(4.0)  # group joins take a few seconds on tansu
-        ds = _subset(dataset, n, work / f"ds{n}")
         t0 = time.monotonic()
         replay = _imminence(["replay", str(ds), "--config", str(cfg), "--speed", f"{speed:g}"], work / f"replay{n}.log")
         while replay.poll() is None:
             run.max_lag = max(run.max_lag, _lag(score_url))
+            run.max_backlog = max(run.max_backlog, len(run.events) - len(run.cell_first))
             time.sleep(1.0)
         out = (work / f"replay{n}.out").read_text()
         m = re.search(r"total: \d+ camera\(s\), (\d+) clips", out)
         run.clips = int(m.group(1)) if m else 0
         b = re.search(r"bus: \d+ records acknowledged, (\d+) dropped", out)
         run.dropped = int(b.group(1)) if b else -1
-        # elapsed: the replay's own figure (process start-up excluded)
-        e = re.search(r"in ([\d.]+) s = ", out)
-        run.elapsed_s = float(e.group(1)) if e else time.monotonic() - t0
+        # elapsed: the slowest camera's own play time (process and detector start-up excluded)
+        per_cam = [float(x) for x in re.findall(r"^\S+\s+\d+\s+\d+\s+\d+\s+\d+\s+([\d.]+)$", out, re.M)]
+        run.elapsed_s = max(per_cam) if per_cam else time.monotonic() - t0
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # drain: every event scored and mapped, or 30 s
             run.max_lag = max(run.max_lag, _lag(score_url))
@@ -238,12 +258,12 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
     print()
     print(f"{'N':>3} {'keeps up':>9} {'elapsed/footage':>16} {'clips':>6} {'events':>7} {'ev/s':>6} {'scored':>7} "
-          f"{'lag max':>8} {'cell p50/p95/p99 s':>20} {'map p50/p95 s':>15} {'dropped':>8}")
+          f"{'lag max':>8} {'backlog':>8} {'cell p50/p95/p99 s':>20} {'map p50/p95 s':>15} {'dropped':>8}")
     for r in runs:
         cell, snap = r.latencies()
         print(f"{r.cameras:>3} {('yes' if r.keeps_up else 'NO'):>9} {r.elapsed_s:7.1f}/{r.footage_s:<7.1f} "
               f"{r.clips:>6} {len(r.events):>7} {len(r.events) / max(r.elapsed_s, 1e-9):>6.2f} "
-              f"{len(r.cell_first):>7} {r.max_lag:>8.0f} "
+              f"{len(r.cell_first):>7} {r.max_lag:>8.0f} {r.max_backlog:>8} "
               f"{_pct(cell, 50):>6}/{_pct(cell, 95)}/{_pct(cell, 99):<6} {_pct(snap, 50):>7}/{_pct(snap, 95):<6} "
               f"{r.dropped:>8}")
     ok = [r.cameras for r in runs if r.keeps_up and r.dropped == 0 and len(r.cell_first) >= r.clips]
