@@ -193,6 +193,8 @@ def main() -> int:
                                                     verbose=False, workers=0, project=str(work / "runs"),
                                                     name="val", exist_ok=True)
     rows.append(("nano YOLO mAP50 / mAP50-95 on unseen generated scenes", f"{m.box.map50:.3f} / {m.box.map:.3f}"))
+    per_class = ", ".join(f"{m.names[int(c)]} {m.box.ap50[i]:.3f}" for i, c in enumerate(m.box.ap_class_index))
+    rows.append(("nano YOLO AP50 per class on unseen generated scenes", per_class))
 
     # concept accuracy on held-out clips (same analyzer path, YOLO detector)
     from imminence.commands.concepts import analyse_dataset, evaluate_videos
