@@ -193,3 +193,22 @@ def test_stage_refuses_mismatched_files(tmp_path) -> None:
     cfg.concepts.model = str(tmp_path / "nope.json")
     with pytest.raises(ConceptModelError, match="nope.json"):
         ConceptStage(cfg, FPS)
+
+
+def test_offline_evaluation_and_confusion_png(tmp_path) -> None:
+    from detectors.evaluate import evaluate, format_table, plot_confusion
+
+    concepts = ["normal", "loitering", "sneaking"]
+    truth = [0, 0, 0, 1, 1, 1, 1, 2, 2, 0]
+    scores = np.full((len(truth), 3), 0.1)
+    scores[np.arange(len(truth)), truth] = 0.8
+    scores[5] = [0.6, 0.55, 0.1]  # one clip the detector gets wrong, inside a run of loitering
+    P = np.full((3, 3), 0.05) + np.eye(3) * 0.85
+    res = evaluate([(scores, truth)], concepts, P, h=4)
+    assert res["argmax"].accuracy == pytest.approx(0.9)
+    assert res["argmax"].per_concept["loitering"] == pytest.approx(0.75)
+    assert res["gmcp"].per_concept["loitering"] == pytest.approx(1.0)  # the neighbours fix it
+    assert res["gmcp"].confusion.sum() == len(truth)
+    assert "average (balanced)" in format_table(res, concepts)
+    png = plot_confusion(res["gmcp"], concepts, tmp_path / "cm.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
