@@ -30,7 +30,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -345,7 +345,3 @@ def open_source(source: str, *, masks: Sequence[Sequence[Sequence[float]]] = (),
                           watchdog_s=watchdog_s, reconnect_max_s=reconnect_max_s)
     return FileSource(source, masks=masks, speed=speed)
 
-
-def wall_at(origin: datetime, t: float) -> datetime:
-    """The wall-clock time of stream time ``t`` for a stream whose time 0 was ``origin``."""
-    return origin + timedelta(seconds=t)

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Optional
 
 from imminence.config import ImminenceConfig, load_config
-from imminence.configfile import ConfigError
 from streamer.config import Position
 from streamer.dataset import DatasetError
 from streamer.replay import dataset_videos, replay_videos, single_video
