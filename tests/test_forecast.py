@@ -108,7 +108,7 @@ def planted_incidents(days: int = 420, seed: int = 0) -> tuple[Grid, Incidents, 
 
 
 TINY = TrainConfig(epochs=12, block=16, lr=5e-3, width=0.125, history=14, lstm=(32, 32), lstm3_max=64,
-                   warmup_days=30, val_days=30, dropout=0.1, seed=3, threads=1)
+                   warmup_days=30, val_days=30, dropout=0.1, seed=3, threads=1, max_steps=None)
 
 
 @pytest.fixture(scope="module")
