@@ -9,6 +9,8 @@ precision, hit rate and PAI at 1/5/10% of the city's cells, Brier.  All
 scores over the cells inside the city (configs/toronto_area.geojson).
 
     .venv/bin/python bench/bench_forecast.py [--epochs 4] [--max-steps 15] [--width 0.25] [--json out.json]
+    .venv/bin/python bench/bench_forecast.py --timing-only     # speed figures only (about 2 minutes)
+    .venv/bin/python bench/bench_forecast.py --shift-only      # half-cell grid shift of the baselines
 
 Reads /work/shared/data/toronto_mci_to2019.csv.gz (or --incidents); runtime is
 bounded by --epochs x --max-steps training steps (about 10 s each on 2 busy cores).
@@ -93,6 +95,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument("--shift-only", action="store_true", help="only the half-cell grid shift check (baselines, fast)")
+    ap.add_argument("--timing-only", action="store_true", help="only the training-speed and one-day prediction timing")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -103,6 +106,22 @@ def main() -> int:
           f"{ {k: v for k, v in rep.rejected.items() if v} }); grid {grid.rows}x{grid.cols}, "
           f"{int(grid.mask.sum())} cells of 450 m inside the city; torch threads {torch.get_num_threads()}")
     out: dict = {"settings": vars(args)}
+    if not args.timing_only:
+        _shift(inc, grid, out)
+        if args.shift_only:
+            return 0
+    cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, width=args.width)
+    maps, t0, t1 = backtest.prepare(inc, grid, "2019-01-01")
+    if not args.skip_timing:
+        _timing(maps, args, cfg, out)
+    if not args.timing_only:
+        _quality(inc, grid, maps, cfg, args, out)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    return 0
+
+
+def _shift(inc, grid: Grid, out: dict) -> None:
     print("\n== grid shifted by half a cell (225 m east and north): all crime, 2019, baselines")
     sc = shift_check(inc, grid)
     out["shift"] = sc
@@ -110,32 +129,37 @@ def main() -> int:
     for b in sc["origin"]:
         for name in ("origin", "shifted"):
             print(f"{b:<20}{name:<9}" + "".join(f"{sc[name][b][m]:>9.4f}" for m in METRICS[:-1]))
-    if args.shift_only:
-        return 0
-    cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, width=args.width)
-    maps, t0, t1 = backtest.prepare(inc, grid, "2019-01-01")
-    if not args.skip_timing:
-        print(f"\n== training speed: 6 years of daily maps ({len(maps.days)} days x {len(maps.types)} types x "
-              f"{grid.rows}x{grid.cols}), blocks of {cfg.block} target days")
-        print(f"{'CNN width':>10} {'s/step':>8} {'steps/epoch':>12} {'s/epoch':>9}")
-        out["timing"] = {}
-        for w in sorted({1.0, args.width}, reverse=True):
-            s, n = time_steps(maps, w, args.timing_steps, cfg.block)
-            out["timing"][str(w)] = {"s_per_step": s, "steps_per_epoch": n, "s_per_epoch": s * n}
-            print(f"{w:>10g} {s:>8.2f} {n:>12d} {s * n:>9.0f}")
+
+
+def _timing(maps, args, cfg: TrainConfig, out: dict) -> None:
+    rows, cols = maps.mask.shape
+    print(f"\n== training speed: 6 years of daily maps ({len(maps.days)} days x {len(maps.types)} types x "
+          f"{rows}x{cols}), blocks of {cfg.block} target days; s/epoch = s/step x steps of a full epoch")
+    print(f"{'CNN width':>10} {'s/step':>8} {'steps/epoch':>12} {'s/epoch':>9}")
+    out["timing"] = {}
+    for w in sorted({1.0, args.width}, reverse=True):
+        s, n = time_steps(maps, w, args.timing_steps, cfg.block)
+        out["timing"][str(w)] = {"s_per_step": s, "steps_per_epoch": n, "s_per_epoch": s * n}
+        print(f"{w:>10g} {s:>8.2f} {n:>12d} {s * n:>9.0f}")
+    # one day's forecast (the day after the data) with an untrained model of the run's width
+    from mapping.forecast.train import fit  # noqa: PLC0415
+    tiny = fit(maps, maps.day_index("2019-01-01"), TrainConfig(epochs=1, max_steps=1, width=cfg.width),
+               progress=False)
+    tp = time.perf_counter()
+    tiny.predict(maps, np.array([len(maps.days)]))
+    out["predict_one_day_s"] = time.perf_counter() - tp
+    print(f"prediction of one day (T=30 input days, every target, width {cfg.width}): {out['predict_one_day_s']:.2f} s")
+
+
+def _quality(inc, grid: Grid, maps, cfg: TrainConfig, args, out: dict) -> None:
     t_start = time.perf_counter()
     res, fc = backtest.run(inc, grid, "2019-01-01", cfg=cfg, progress=False,
                            curve_png=ROOT / "runs" / "bench_forecast_curve.png")
     wall = time.perf_counter() - t_start
-    # one day's forecast (the day after the data), as `forecast predict` does it
-    tp = time.perf_counter()
-    fc.predict(maps, np.array([len(maps.days)]))
-    one_day = time.perf_counter() - tp
     print(f"\n== forecast quality, test {res.test_from} .. {res.test_to} ({res.test_days} days), trained on "
           f"{res.train_days} days: {cfg.epochs} epochs x {cfg.max_steps} steps, width {cfg.width}, "
           f"best epoch {res.best_epoch}, training {res.train_seconds:.0f} s, whole run {wall:.0f} s")
-    print(f"prediction: {one_day:.2f} s for one day (T=30 input days, all targets); "
-          f"{res.predict_seconds_per_day:.3f} s/day in 48-day batches")
+    print(f"prediction: {res.predict_seconds_per_day:.3f} s/day over the test year in 48-day batches")
     head = f"{'target':<14}{'method':<20}" + "".join(f"{m:>9}" for m in METRICS)
     for target, methods in res.scores.items():
         print("\n" + head)
@@ -144,10 +168,7 @@ def main() -> int:
                 f"{sc[m]:>9.5f}" if m == "brier" else f"{sc[m]:>9.4f}" for m in METRICS))
         wins = backtest.beats_all(methods, METRICS)
         print(f"{'':<14}{'model beats all 3':<20}" + "".join(f"{('yes' if wins[m] else 'no'):>9}" for m in METRICS))
-    out.update({"result": res.as_dict(), "predict_one_day_s": one_day})
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=1))
-    return 0
+    out["result"] = res.as_dict()
 
 
 if __name__ == "__main__":
