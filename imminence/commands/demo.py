@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from streamer.kafka_bus import KafkaBus
     from streamer.replay import replay_dataset
     from streamer.scene.generate import generate_dataset
-    from streamer.schemas import TOPIC_CELLS, TOPIC_INDICATORS, TOPIC_MAPS, CellImminence, MapSnapshot
+    from streamer.schemas import (TOPIC_CAMERAS, TOPIC_CELLS, TOPIC_INDICATORS, TOPIC_MAPS, CellImminence,
+                                  MapSnapshot, encode)
 
     t_start = time.monotonic()
     out = Path(args.out).resolve()
@@ -113,7 +114,11 @@ def run(args: argparse.Namespace) -> int:
              f"logs in {logs}")
 
         watch_bus = KafkaBus(cfg.bus)
-        watcher = watch_bus.subscribe([TOPIC_INDICATORS, TOPIC_CELLS, TOPIC_MAPS], group=None, from_beginning=True)
+        watcher = watch_bus.subscribe([TOPIC_INDICATORS, TOPIC_CELLS, TOPIC_MAPS, TOPIC_CAMERAS], group=None,
+                                      from_beginning=True)
+        # Every message seen is also logged, so `imminence web --from` can explain cells afterwards.
+        (out / "map").mkdir(parents=True, exist_ok=True)
+        message_log = open(out / "map" / "messages.jsonl", "wb")
         bus = KafkaBus(cfg.bus)
         speed = None if args.speed == "max" else float(args.speed)
         _say(f"replaying {dataset.name} at speed {args.speed} through the camera workers")
@@ -135,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
             for rec in watcher.poll(timeout=0.5, max_records=1000):
                 counts[rec.topic] += 1
                 ev = rec.event
+                if rec.topic != TOPIC_MAPS:  # snapshots are on disk already, as map.geojson
+                    message_log.write(encode(ev) + b"\n")
                 if rec.topic == TOPIC_INDICATORS:
                     published.add(ev.event_id)
                 elif rec.topic == TOPIC_CELLS:
@@ -157,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             _say(f"timed out after {args.timeout:.0f}s: {len(published)}/{summary.events} events seen, "
                  f"{len(cell_latest)} cell windows, last map {'yes' if last_map else 'none'}")
+        message_log.close()
         watcher.close()
         watch_bus.close(5)
     finally:

@@ -22,6 +22,7 @@ import logging
 import signal
 import sys
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -29,7 +30,7 @@ from imminence.config import ImminenceConfig, load_config
 from imminence.configfile import ConfigError
 from imminence.logs import add_log_context, setup_logging
 from streamer.config import CameraConfig
-from streamer.sources import SourceError, is_live_url, open_source
+from streamer.sources import FileSource, SourceError, is_live_url, open_source
 from streamer.worker import CameraWorker
 
 log = logging.getLogger("imminence.worker")
@@ -92,7 +93,13 @@ def run_camera(stop_event: Any, config_path: str, camera_id: str, bootstrap: Opt
     except (SourceError, ValueError) as exc:
         print(f"imminence worker: camera {camera_id}: {exc}", file=sys.stderr)
         return 1
-    worker = CameraWorker(cam, cfg.detectors, bus, grid, source=source, stop_event=stop_event)
+    # A file is a recording: its clips are timed from the file's modification time (as replay
+    # does), so a worker restarted by the supervisor re-publishes the same clips under the same
+    # event ids and consumers drop the repeats.  Live sources are timed from the wall clock.
+    origin = None
+    if isinstance(source, FileSource):
+        origin = datetime.fromtimestamp(int(Path(source.path).stat().st_mtime), timezone.utc)
+    worker = CameraWorker(cam, cfg.detectors, bus, grid, source=source, stop_event=stop_event, origin=origin)
     from streamer.observability import set_health  # noqa: PLC0415
 
     set_health(f"camera:{cam.id}", worker.health)
