@@ -193,9 +193,16 @@ class MapService:
             self._peak_value = float(dens[r, c])
         return self._peak_value
 
+    def as_of(self, now: datetime) -> datetime:
+        """The time live windows are aged against: the wall clock, or with ``clock: event`` (replays of
+        recorded footage) the end of the newest window received, so old recordings are not all stale."""
+        if self.cfg.clock == "event" and self.cells:
+            return max(c.window_end for c in self.cells.values())
+        return now
+
     def surfaces(self, now: Optional[datetime] = None) -> dict[str, dict[str, np.ndarray]]:
         """Per layer (types and all): merged, live, forecast arrays and SD classes."""
-        now = now or self.clock()
+        now = now or self.as_of(self.clock())
         vals, w = self._live_arrays(now)
         kde = dict(radius=self.cfg.radius_m, kernel=self.cfg.kernel, mode="density")
         have_live = bool(w.any())
@@ -250,9 +257,10 @@ class MapService:
     def snapshot(self, now: Optional[datetime] = None) -> MapSnapshot:
         """Build (not publish) the snapshot of the current state, within ``max_bytes`` when encoded."""
         now = now or self.clock()
-        surf = self.surfaces(now)
+        as_of = self.as_of(now)
+        surf = self.surfaces(as_of)
         self._surfaces = surf
-        w_max = max((self.cfg.live_weight * 2.0 ** (-max(0.0, (now - c.window_end).total_seconds())
+        w_max = max((self.cfg.live_weight * 2.0 ** (-max(0.0, (as_of - c.window_end).total_seconds())
                                                       / self.cfg.live_half_life_s)
                      for c in self.cells.values()), default=0.0)
         sid = hashlib.sha1(f"{self.grid.grid_id}|{now.isoformat()}|{len(self.cells)}".encode()).hexdigest()[:16]
