@@ -50,6 +50,8 @@ class GMCPConfig(_Strict):
     time_limit_s: float = Field(default=1.0, gt=0)
     solver: Literal["highs", "cbc"] = "highs"
     cooccurrence: Optional[str] = Field(default=None, description="co-occurrence matrices file (JSON)")
+    beta: float = Field(default=0.1, ge=0, description="weight of the co-occurrence term against the detector "
+                        "confidences (0.1 beat 0.5 on held-out generated clips)")
 
 
 class DetectorsConfig(_Strict):

@@ -50,11 +50,11 @@ def score_labels(method: str, truth: Sequence[int], pred: Sequence[int], concept
 
 
 def gmcp_labels(scores: np.ndarray, cooccurrence: np.ndarray, h: int, time_limit: float = 1.0,
-                solver: str = "highs") -> tuple[list[int], list[str]]:
+                solver: str = "highs", beta: float = 0.1) -> tuple[list[int], list[str]]:
     """Label one camera's clips in order with a sliding GMCP window; returns labels and methods used."""
     from detectors.gmcp import GMCPWindow
 
-    win = GMCPWindow(np.asarray(cooccurrence, float), h=h, time_limit=time_limit, solver=solver)
+    win = GMCPWindow(np.asarray(cooccurrence, float), h=h, beta=beta, time_limit=time_limit, solver=solver)
     labels, methods = [], []
     for conf in np.asarray(scores, float):
         res = win.push(conf)
@@ -66,7 +66,7 @@ def gmcp_labels(scores: np.ndarray, cooccurrence: np.ndarray, h: int, time_limit
 
 def evaluate(videos: Sequence[tuple[np.ndarray, Sequence[int]]], concepts: Sequence[str],
              cooccurrence: Optional[np.ndarray], h: int = 8, time_limit: float = 1.0,
-             solver: str = "highs") -> dict[str, MethodScores]:
+             solver: str = "highs", beta: float = 0.1) -> dict[str, MethodScores]:
     """Scores of ``argmax`` and (with a co-occurrence matrix) ``gmcp`` over all clips of all videos."""
     truth: list[int] = []
     am: list[int] = []
@@ -76,7 +76,7 @@ def evaluate(videos: Sequence[tuple[np.ndarray, Sequence[int]]], concepts: Seque
         truth.extend(int(v) for v in labels)
         am.extend(int(v) for v in scores.argmax(axis=1))
         if cooccurrence is not None and len(scores):
-            gm.extend(gmcp_labels(scores, cooccurrence, h, time_limit, solver)[0])
+            gm.extend(gmcp_labels(scores, cooccurrence, h, time_limit, solver, beta)[0])
     out = {"argmax": score_labels("argmax", truth, am, concepts)}
     if cooccurrence is not None:
         out["gmcp"] = score_labels("gmcp", truth, gm, concepts)

@@ -80,9 +80,9 @@ class ConceptStage:
             if P.shape != (len(model.concepts), len(model.concepts)):
                 raise ConceptModelError(f"co-occurrence matrix of shape {P.shape} does not fit the "
                                         f"{len(model.concepts)} concepts of the model")
-            self.window = GMCPWindow(P, h=cfg.gmcp.window, time_limit=cfg.gmcp.time_limit_s,
+            self.window = GMCPWindow(P, h=cfg.gmcp.window, beta=cfg.gmcp.beta, time_limit=cfg.gmcp.time_limit_s,
                                      solver=cfg.gmcp.solver)
-            self.versions["gmcp"] = f"h={cfg.gmcp.window}:{cfg.gmcp.solver}"
+            self.versions["gmcp"] = f"h={cfg.gmcp.window}:beta={cfg.gmcp.beta}:{cfg.gmcp.solver}"
 
     @property
     def enabled(self) -> bool:

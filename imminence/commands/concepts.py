@@ -161,6 +161,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             s.add_argument("--cooccurrence", default=None,
                            help="cooccurrence.json (default: beside --model)")
             s.add_argument("--h", type=int, default=None, help="GMCP window (default: the config's, 8)")
+            s.add_argument("--beta", type=float, default=None,
+                           help="GMCP co-occurrence weight (default: the config's, 0.1)")
 
 
 def _fail(cmd: str, exc: Exception) -> int:
@@ -222,6 +224,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                                cooccurrence=str(cooc))
         if args.h:
             cfg.gmcp.window = args.h
+        if args.beta is not None:
+            cfg.gmcp.beta = args.beta
         videos = analyse_dataset(args.dataset, cfg, max_seconds=args.max_seconds)
     except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
         return _fail("evaluate", exc)
@@ -231,11 +235,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for m in v.methods:
             methods[m or "none"] = methods.get(m or "none", 0) + 1
     print(f"held-out clips: {sum(len(v.truth) for v in videos)} from {len(videos)} videos; "
-          f"GMCP window h={cfg.gmcp.window}; labels by method: {methods}")
+          f"GMCP window h={cfg.gmcp.window}, beta={cfg.gmcp.beta}; labels by method: {methods}")
     print(format_table(results, model.concepts))
     out.mkdir(parents=True, exist_ok=True)
     for name, ms in results.items():
         print(f"confusion matrix ({name}): {plot_confusion(ms, model.concepts, out / f'confusion-{name}.png')}")
     (out / "evaluation.json").write_text(json.dumps({k: v.to_dict() for k, v in results.items()} |
-                                                    {"methods": methods, "h": cfg.gmcp.window}, indent=1))
+                                                    {"methods": methods, "h": cfg.gmcp.window, "beta": cfg.gmcp.beta}, indent=1))
     return 0
