@@ -103,6 +103,12 @@ def run(args: argparse.Namespace) -> int:
     raw.setdefault("bus", {})
     raw["bus"].update({"bootstrap": bootstrap, "namespace": namespace})
     raw.setdefault("map", {})["out_dir"] = str(out / "map")
+    # The dataset's cameras, so the map service and the console place their markers.
+    from streamer.dataset import Dataset
+
+    ds = Dataset(dataset)
+    raw["cameras"] = [{"id": v.camera_id, "source": str(ds.video_path(v)),
+                       "position": v.position.model_dump(exclude_none=True)} for v in ds.videos]
     env_cfg.write_text(yaml.safe_dump(raw, sort_keys=False))
     cfg, grid = load_config(env_cfg)
 
@@ -196,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     print()
     _say(f"map files in {map_dir}: {', '.join(files) or 'none'}")
     _say(f"done in {time.monotonic() - t_start:.0f}s. Open the console on these results with:")
-    print(f"    .venv/bin/imminence web --from {map_dir} --config {args.config}")
+    print(f"    .venv/bin/imminence web --from {map_dir} --config {env_cfg}")
     ok = last_map is not None and any(f.endswith(".png") for f in files) and any(f.endswith(".geojson") for f in files)
     return 0 if ok else 1
 
