@@ -51,7 +51,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from inference.config import ScoringConfig
 from inference.crime_models import CrimeModel, score_rows
 from inference.windows import Merge, Outcome, WindowAggregator, WindowState
-from streamer.bus import Bus, Received, Subscription
+from streamer.bus import Bus, LagProbe, Received, Subscription
 from streamer.observability import MODEL_INFO
 from streamer.schemas import (CRIME_TYPES, TOPIC_CELLS, TOPIC_INDICATORS, CellImminence, IndicatorEvent,
                               RuleFiring, utcnow)
@@ -116,7 +116,7 @@ class ScoringService:
         self.model_versions = {c: m.version for c, m in self.models.items()}
         for crime, version in self.model_versions.items():
             MODEL_INFO.labels(f"anfis-{crime}", str(version)).set(1)
-        self._last_lag = 0.0
+        self._lag_probe = LagProbe(_LAG_EVERY_S)
         for crime, m in self.models.items():
             if abs(m.window_s - self.cfg.window_s) > 1e-9:
                 log.warning("the %s model was trained on %g s windows, the service uses %g s: counts differ in scale",
@@ -295,20 +295,9 @@ class ScoringService:
         if self._sub is not None:
             self._sub.commit()
             self._commits += 1
-            self._update_lag()
+            self._lag_probe.maybe_refresh(self._sub)
         OPEN_WINDOWS.set(len(self.agg.windows))
         return len(ready)
-
-    def _update_lag(self) -> None:
-        """Refresh the consumer-lag gauge (imminence_consumer_lag) every few seconds, where the bus reports lag."""
-        lag = getattr(self._sub, "lag", None)
-        if lag is None or time.monotonic() - self._last_lag < _LAG_EVERY_S:
-            return
-        self._last_lag = time.monotonic()
-        try:
-            lag()
-        except Exception as exc:  # broker away: the gauge keeps its last value
-            log.debug("consumer lag unavailable: %s", exc)
 
     def _publish(self, windows: list[WindowState]) -> None:
         rows = [(w.cell_id, w.start, w.concept_counts) for w in windows]

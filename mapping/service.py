@@ -55,7 +55,7 @@ from mapping.grid import Grid
 from mapping.kde import sd_classes, surface_from_cells, top_cells
 from mapping.render import render_png, write_geojson
 from streamer import schemas
-from streamer.bus import Bus
+from streamer.bus import Bus, LagProbe
 from streamer.observability import MODEL_INFO
 from streamer.schemas import CellImminence, GridInfo, MapLayer, MapSnapshot, TopCell
 
@@ -127,7 +127,7 @@ class MapService:
         self._dirty = True
         self._last_pub = 0.0
         self._last_files = 0.0
-        self._last_lag = 0.0
+        self._lag_probe = LagProbe()
         self.last_snapshot: Optional[MapSnapshot] = None
         self._surfaces: dict[str, dict[str, np.ndarray]] = {}
 
@@ -360,7 +360,7 @@ class MapService:
                         self._last_files = now_m
                     if pending_commit and self.bus.flush(30.0):
                         pending_commit = not self._commit(sub)
-                    self._update_lag(sub)
+                    self._lag_probe.maybe_refresh(sub)
             # final state: publish, write, commit
             self.publish()
             self._write_files_safely()
@@ -377,17 +377,6 @@ class MapService:
         except Exception as exc:  # the records come again after a rebalance; apply() drops repeats
             self._note_error(f"commit: {exc}")
             return False
-
-    def _update_lag(self, sub) -> None:
-        """Refresh imminence_consumer_lag every few seconds where the bus reports lag (an approximation)."""
-        lag = getattr(sub, "lag", None)
-        if lag is None or time.monotonic() - self._last_lag < 5.0:
-            return
-        self._last_lag = time.monotonic()
-        try:
-            lag()
-        except Exception as exc:  # broker away: the gauge keeps its last value
-            log.debug("consumer lag unavailable: %s", exc)
 
     def _write_files_safely(self) -> None:
         try:

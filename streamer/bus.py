@@ -22,6 +22,7 @@ Delivery contract, shared by both implementations:
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import zlib
@@ -113,6 +114,28 @@ class Bus(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LagProbe:
+    """Refresh a subscription's consumer-lag gauge at most every ``every_s`` seconds.
+
+    Lag asks the broker for end offsets, so services must not ask on every poll; on
+    the embedded tansu broker the figure is approximate (its ListOffsets can trail).
+    """
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.every_s = every_s
+        self._last = 0.0
+
+    def maybe_refresh(self, sub: Optional["Subscription"]) -> None:
+        lag = getattr(sub, "lag", None)
+        if lag is None or time.monotonic() - self._last < self.every_s:
+            return
+        self._last = time.monotonic()
+        try:
+            lag()
+        except Exception as exc:  # broker away: the gauge keeps its last value
+            logging.getLogger(__name__).debug("consumer lag unavailable: %s", exc)
 
 
 def partition_for(key: Optional[str], partitions: int) -> int:
