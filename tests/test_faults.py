@@ -194,7 +194,9 @@ def test_supervisor_restarts_a_killed_worker(kafka_bootstrap, unique_name, long_
     # clip published twice carries one event id and consumers count it once.
     assert all(len(ids) == 1 for ids in ids_of_clip.values()), ids_of_clip
     assert len(died) == 1 and died[0]["level"] == "ERROR"
-    assert len(after) == second and final.group(3) == "0" and len(before) >= 2
+    # clips are counted when cut and published a moment later, so at least one (not always two)
+    # of the killed worker's events is on the topic before the kill
+    assert len(after) == second and final.group(3) == "0" and len(before) >= 1
 
 
 # -- scoring crash during a rebalance ---------------------------------------------------------------
