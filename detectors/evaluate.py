@@ -50,23 +50,53 @@ def score_labels(method: str, truth: Sequence[int], pred: Sequence[int], concept
 
 
 def gmcp_labels(scores: np.ndarray, cooccurrence: np.ndarray, h: int, time_limit: float = 1.0,
-                solver: str = "highs", beta: float = 0.1) -> tuple[list[int], list[str]]:
-    """Label one camera's clips in order with a sliding GMCP window; returns labels and methods used."""
-    from detectors.gmcp import GMCPWindow
+                solver: str = "highs", beta: float = 0.1, lookahead: int = 0,
+                decay: float = 0.6, weighting: str = "log") -> tuple[list[int], list[str]]:
+    """Label one camera's clips in order with a sliding GMCP window; returns labels and methods used.
 
-    win = GMCPWindow(np.asarray(cooccurrence, float), h=h, beta=beta, time_limit=time_limit, solver=solver)
+    ``lookahead`` d = 0 is the worker's causal window: clip i is the newest of
+    clips i-h+1..i.  With d > 0 clip i is labelled once clips i+1..i+d are in:
+    the window is clips i+d-h+1..i+d (cut at the ends of the video) and clip i's
+    label is read from its position in the optimum.  This is the study's offline
+    labelling (past and future context); live, it would publish each label d clips
+    late (d * clip_seconds of latency).
+    """
+    from detectors.gmcp import GMCPWindow, label_clips
+
+    scores = np.asarray(scores, float)
+    if not (isinstance(lookahead, (int, np.integer)) and 0 <= lookahead < max(h, 1)):
+        raise ValueError(f"lookahead must be an integer in [0, h), got {lookahead!r} for h={h}")
     labels, methods = [], []
-    for conf in np.asarray(scores, float):
-        res = win.push(conf)
+    if lookahead == 0:
+        win = GMCPWindow(np.asarray(cooccurrence, float), h=h, weighting=weighting, beta=beta, decay=decay,
+                         time_limit=time_limit, solver=solver)
+        for conf in scores:
+            res = win.push(conf)
+            ok = res.method == "gmcp" and res.optimal
+            labels.append(int(res.label) if ok or res.window == 1 else int(np.argmax(conf)))
+            methods.append(res.method if ok else "argmax-fallback")
+        return labels, methods
+    n = len(scores)
+    for i in range(n):
+        hi = min(n, i + lookahead + 1)
+        lo = max(0, hi - h)
+        window = scores[lo:hi]
+        if len(window) < 2:
+            labels.append(int(np.argmax(scores[i])))
+            methods.append("argmax-fallback")
+            continue
+        res = label_clips(window, np.asarray(cooccurrence, float), weighting=weighting, beta=beta, decay=decay,
+                          time_limit=time_limit, solver=solver)
         ok = res.method == "gmcp" and res.optimal
-        labels.append(int(res.label) if ok or res.window == 1 else int(np.argmax(conf)))
+        labels.append(int(res.labels[i - lo]) if ok else int(np.argmax(scores[i])))
         methods.append(res.method if ok else "argmax-fallback")
     return labels, methods
 
 
 def evaluate(videos: Sequence[tuple[np.ndarray, Sequence[int]]], concepts: Sequence[str],
              cooccurrence: Optional[np.ndarray], h: int = 8, time_limit: float = 1.0,
-             solver: str = "highs", beta: float = 0.1) -> dict[str, MethodScores]:
+             solver: str = "highs", beta: float = 0.1, lookahead: int = 0,
+             decay: float = 0.6, weighting: str = "log") -> dict[str, MethodScores]:
     """Scores of ``argmax`` and (with a co-occurrence matrix) ``gmcp`` over all clips of all videos."""
     truth: list[int] = []
     am: list[int] = []
@@ -76,7 +106,7 @@ def evaluate(videos: Sequence[tuple[np.ndarray, Sequence[int]]], concepts: Seque
         truth.extend(int(v) for v in labels)
         am.extend(int(v) for v in scores.argmax(axis=1))
         if cooccurrence is not None and len(scores):
-            gm.extend(gmcp_labels(scores, cooccurrence, h, time_limit, solver, beta)[0])
+            gm.extend(gmcp_labels(scores, cooccurrence, h, time_limit, solver, beta, lookahead, decay, weighting)[0])
     out = {"argmax": score_labels("argmax", truth, am, concepts)}
     if cooccurrence is not None:
         out["gmcp"] = score_labels("gmcp", truth, gm, concepts)

@@ -452,7 +452,21 @@ def _check_cooccurrence(M, name: str = "cooccurrence") -> np.ndarray:
     return M
 
 
-Weighting = Literal["log", "product"]
+Weighting = Literal["log", "lift", "product"]
+
+
+def stationary(P: np.ndarray) -> np.ndarray:
+    """Stationary distribution pi = pi P of a row-stochastic co-occurrence matrix: the concepts' base rates.
+
+    Rows that do not sum to one are normalised first; a matrix with a zero row
+    gets the uniform distribution for that row.
+    """
+    P = _check_cooccurrence(P)
+    rows = P.sum(axis=1, keepdims=True)
+    T = np.where(rows > 0, P / np.where(rows > 0, rows, 1.0), 1.0 / P.shape[0])
+    w, V = np.linalg.eig(T.T)
+    pi = np.abs(np.real(V[:, int(np.argmin(np.abs(w - 1.0)))]))
+    return pi / pi.sum()
 
 
 def pair_weights(h: int, decay: float) -> np.ndarray:
@@ -484,6 +498,13 @@ def clip_edge_weights(confidences, cooccurrence, *, weighting: Weighting = "log"
       objective is exactly ``sum_i log c[i,a_i] + beta * sum_{i<j} omega[i,j] *
       log P(a_j|a_i)``: the MAP labelling of a pairwise random field whose unary
       terms are the detectors and whose pairwise terms are the co-occurrences.
+    * ``"lift"``: as ``"log"`` with ``log P(b|a)`` replaced by the lift
+      ``log(P(b|a) / pi(b))``, pi the concepts' base rates (:func:`stationary`).
+      ``log P(b|a)`` also carries the prior of b, so with a larger beta it drags
+      every clip towards the commonest concept ("normal") and the rare ones
+      are lost; the lift rewards only what co-occurs more than chance.  On
+      held-out generated clips (validation seed 5) it was the only form whose
+      accuracy rose with beta (see detectors/models/README.md).
     * ``"product"``: ``W[i,a,j,b] = omega[i,j] * c[i,a] * c[j,b] * P(b|a) / (h-1)``,
       a weighted mean pair score in [0, 1] (strong when both detectors fire and
       the concepts go together).
@@ -508,15 +529,18 @@ def clip_edge_weights(confidences, cooccurrence, *, weighting: Weighting = "log"
         return np.zeros((h, k, h, k))
     upper = (omega > 0).astype(float)
     c = np.clip(conf, floor, None)
-    if weighting == "log":
+    if weighting in ("log", "lift"):
         logc = np.log(c) / (h - 1)
-        W = beta * np.einsum("ij,ab->iajb", omega, np.log(np.clip(P, 1e-12, None)))
+        logP = np.log(np.clip(P, 1e-12, None))
+        if weighting == "lift":
+            logP = logP - np.log(np.clip(stationary(P), 1e-12, None))[None, :]
+        W = beta * np.einsum("ij,ab->iajb", omega, logP)
         W += np.einsum("ij,ia->iaj", upper, logc)[:, :, :, None]
         W += np.einsum("ij,jb->ijb", upper, logc)[:, None, :, :]
         return W
     if weighting == "product":
         return np.einsum("ij,ia,jb,ab->iajb", omega, c, c, P) / (h - 1)
-    raise ValueError(f"weighting must be 'log' or 'product', got {weighting!r}")
+    raise ValueError(f"weighting must be 'log', 'lift' or 'product', got {weighting!r}")
 
 
 def label_clips(confidences, cooccurrence, *, weighting: Weighting = "log", beta: float = 0.5,

@@ -212,3 +212,56 @@ def test_offline_evaluation_and_confusion_png(tmp_path) -> None:
     assert "average (balanced)" in format_table(res, concepts)
     png = plot_confusion(res["gmcp"], concepts, tmp_path / "cm.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_softmax_link_round_trip_and_scores_sum_to_one(tmp_path) -> None:
+    X, y = _synthetic_training(np.random.default_rng(5))
+    model = train_concept_model(X, y, CONCEPTS + ["sneaking"], link="softmax")  # "sneaking" never seen
+    loaded = ConceptModel.load(model.save(tmp_path / "softmax.json"))
+    assert loaded.spec.link == "softmax" and not loaded.spec.classifiers["sneaking"].trained
+    Xt, yt = _synthetic_training(np.random.default_rng(6), n=10)
+    S = loaded.scores(Xt)
+    np.testing.assert_allclose(S.sum(axis=1), 1.0)
+    np.testing.assert_allclose(S, model.scores(Xt))
+    assert S[:, -1].max() < 0.05  # an unseen concept is (almost) never chosen
+    assert np.mean([CONCEPTS[i] == t for i, t in zip(S.argmax(axis=1), yt)]) > 0.9
+    with pytest.raises(ConceptModelError, match="link"):
+        train_concept_model(X, y, CONCEPTS, link="tanh")
+
+
+def test_lift_weighting_removes_the_base_rate_of_the_later_concept() -> None:
+    from detectors.gmcp import clip_edge_weights, stationary
+
+    P = np.array([[0.8, 0.1, 0.1], [0.5, 0.4, 0.1], [0.5, 0.1, 0.4]])
+    pi = stationary(P)
+    np.testing.assert_allclose(pi @ P, pi, atol=1e-9)
+    assert pi.sum() == pytest.approx(1.0) and pi[0] > pi[1]
+    conf = np.array([[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]])
+    W_log = clip_edge_weights(conf, P, weighting="log", beta=0.7, decay=0.3)
+    W_lift = clip_edge_weights(conf, P, weighting="lift", beta=0.7, decay=0.3)
+    from detectors.gmcp import pair_weights
+
+    omega = pair_weights(3, 0.3)
+    expected = -0.7 * np.einsum("ij,b->ijb", omega, np.log(pi))  # the only difference: - beta*omega*log pi(b)
+    np.testing.assert_allclose((W_lift - W_log)[:, 0, :, :], expected, atol=1e-12)
+    with pytest.raises(ValueError, match="'lift'"):
+        clip_edge_weights(conf, P, weighting="pmi")
+
+
+def test_lookahead_labels_a_clip_with_its_future_clips() -> None:
+    from detectors.evaluate import evaluate, gmcp_labels
+
+    # A run of loitering whose FIRST clip the detector gets wrong: the causal window has only the past
+    # (normal) to go on; with two future clips in the window GMCP sees the run and fixes it.
+    concepts = ["normal", "loitering"]
+    truth = [0, 0, 0, 1, 1, 1, 1]
+    scores = np.array([[0.9, 0.1]] * 3 + [[0.55, 0.45]] + [[0.1, 0.9]] * 3)
+    P = np.array([[0.9, 0.1], [0.1, 0.9]])
+    causal, _ = gmcp_labels(scores, P, h=4, beta=1.0, lookahead=0, weighting="lift")
+    ahead, methods = gmcp_labels(scores, P, h=4, beta=1.0, lookahead=2, weighting="lift")
+    assert causal[3] == 0 and ahead[3] == 1
+    assert ahead == truth and len(methods) == len(truth)
+    res = evaluate([(scores, truth)], concepts, P, h=4, beta=1.0, lookahead=2, weighting="lift")
+    assert res["gmcp"].accuracy == 1.0 and res["argmax"].accuracy == pytest.approx(6 / 7)
+    with pytest.raises(ValueError, match="lookahead"):
+        gmcp_labels(scores, P, h=4, lookahead=4)

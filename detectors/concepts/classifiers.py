@@ -7,6 +7,9 @@ Logistic regression gives probabilities directly; with balanced class weights th
 are pulled towards 0.5 for rare concepts, so a per-concept Platt rescaling
 (sigmoid of ``a * margin + b``, fitted on cross-validated margins) restores their
 calibration, which GMCP's edge weights rely on.
+Alternatively (``link="softmax"``, ``concepts train --link softmax``) one
+multinomial logistic regression over all concepts with a fitted temperature; on
+the validation seed it lost to the one-vs-rest default (detectors/models/README.md).
 
 The file holds only numbers and names (``format``, feature definition and names,
 the transform, scaler mean/scale, per concept weights, bias and Platt pair, the
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -47,6 +50,9 @@ class ConceptModelFile(BaseModel):
     feature_version: str
     feature_names: list[str]
     transform: str = "signed-log1p"
+    link: Literal["sigmoid", "softmax"] = Field(
+        default="sigmoid", description="sigmoid: independent one-vs-rest probabilities (Platt pair per concept); "
+        "softmax: one multinomial model over all concepts (platt_a is the shared inverse temperature)")
     mean: list[float]
     scale: list[float]
     concepts: list[str] = Field(min_length=2)
@@ -73,6 +79,11 @@ def transform(X: np.ndarray) -> np.ndarray:
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 class ConceptModel:
@@ -107,7 +118,10 @@ class ConceptModel:
 
     def scores(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probability of each concept for each clip, shape (n, k)."""
-        return _sigmoid(self.pa * self.margins(X) + self.pb)
+        z = self.pa * self.margins(X) + self.pb
+        if self.spec.link == "softmax":
+            return _softmax(z)
+        return _sigmoid(z)
 
     def score_dict(self, x: np.ndarray) -> dict[str, float]:
         return {c: float(s) for c, s in zip(self.concepts, self.scores(x)[0])}
@@ -152,9 +166,57 @@ def _platt(margins: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
+def _temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Inverse temperature a minimising the cross-validated log loss of softmax(a * logits)."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_a: float) -> float:
+        p = _softmax(np.exp(log_a) * logits)
+        return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-4.0, 3.0), method="bounded").x))
+
+
+def _train_softmax(Zs: np.ndarray, y_all: np.ndarray, concepts: Sequence[str], C: float, folds: int, seed: int,
+                   balanced: bool) -> tuple[dict[str, "_ConceptEntry"], float]:
+    """One multinomial logistic regression over the concepts seen; unseen ones get a Laplace-prior bias."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    seen = [c for c in concepts if (y_all == c).any()]
+    idx = {c: i for i, c in enumerate(seen)}
+    y = np.array([idx[v] for v in y_all])
+    make = lambda: LogisticRegression(C=C, class_weight="balanced" if balanced else None, max_iter=3000)  # noqa: E731
+    clf = make().fit(Zs, y)
+    k = min(folds, int(np.bincount(y).min()))
+    a = 1.0
+    if k >= 2:
+        cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        logits = cross_val_predict(make(), Zs, y, cv=cv, method="decision_function")
+        a = _temperature(logits, y)
+    entries: dict[str, _ConceptEntry] = {}
+    low = float(clf.intercept_.min()) - np.log(len(y) + 2)  # never seen: far below every trained concept
+    for c in concepts:
+        if c in idx:
+            i = idx[c]
+            entries[c] = _ConceptEntry(weights=clf.coef_[i].tolist(), bias=float(clf.intercept_[i]), platt_a=a,
+                                       platt_b=0.0, positives=int((y == i).sum()), trained=True)
+        else:
+            entries[c] = _ConceptEntry(weights=[0.0] * Zs.shape[1], bias=low / max(a, 1e-6), platt_a=a,
+                                       platt_b=0.0, positives=0, trained=False)
+    return entries, a
+
+
 def train_concept_model(X: np.ndarray, labels: Sequence[str], concepts: Sequence[str], *, C: float = 0.5,
-                        folds: int = 4, seed: int = 0, meta: Optional[dict] = None) -> ConceptModel:
-    """Fit one calibrated binary classifier per concept from clip features and ground-truth labels."""
+                        folds: int = 4, seed: int = 0, meta: Optional[dict] = None,
+                        link: str = "sigmoid", balanced: bool = True) -> ConceptModel:
+    """Fit calibrated concept classifiers from clip features and ground-truth labels.
+
+    ``link="sigmoid"``: one class-balanced binary classifier per concept with a
+    Platt pair each; ``"softmax"``: one multinomial model over all concepts
+    (class-balanced when ``balanced``) with a temperature fitted on
+    cross-validated logits, so the scores of a clip sum to one.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -174,8 +236,12 @@ def train_concept_model(X: np.ndarray, labels: Sequence[str], concepts: Sequence
     scale = np.where(scale > 1e-9, scale, 1.0)
     Zs = (Z - mean) / scale
     y_all = np.asarray(labels)
+    if link not in ("sigmoid", "softmax"):
+        raise ConceptModelError(f"link must be 'sigmoid' or 'softmax', got {link!r}")
     entries: dict[str, _ConceptEntry] = {}
-    for c in concepts:
+    if link == "softmax":
+        entries, _ = _train_softmax(Zs, y_all, concepts, C, folds, seed, balanced)
+    for c in (concepts if link == "sigmoid" else ()):
         y = (y_all == c).astype(int)
         pos = int(y.sum())
         if pos == 0:
@@ -199,6 +265,6 @@ def train_concept_model(X: np.ndarray, labels: Sequence[str], concepts: Sequence
 
     digest = hashlib.sha256(np.ascontiguousarray(X).tobytes() + "|".join(labels).encode()).hexdigest()[:12]
     spec = ConceptModelFile(feature_version=FEATURE_VERSION, feature_names=list(FEATURE_NAMES),
-                            mean=mean.tolist(), scale=scale.tolist(), concepts=list(concepts),
+                            mean=mean.tolist(), scale=scale.tolist(), concepts=list(concepts), link=link,
                             classifiers=entries, trained_on={"clips": len(X), "digest": digest, **(meta or {})})
     return ConceptModel(spec)

@@ -80,9 +80,10 @@ class ConceptStage:
             if P.shape != (len(model.concepts), len(model.concepts)):
                 raise ConceptModelError(f"co-occurrence matrix of shape {P.shape} does not fit the "
                                         f"{len(model.concepts)} concepts of the model")
-            self.window = GMCPWindow(P, h=cfg.gmcp.window, beta=cfg.gmcp.beta, time_limit=cfg.gmcp.time_limit_s,
-                                     solver=cfg.gmcp.solver)
-            self.versions["gmcp"] = f"h={cfg.gmcp.window}:beta={cfg.gmcp.beta}:{cfg.gmcp.solver}"
+            g = cfg.gmcp
+            self.window = GMCPWindow(P, h=g.window, weighting=g.weighting, beta=g.beta, decay=g.decay,
+                                     time_limit=g.time_limit_s, solver=g.solver)
+            self.versions["gmcp"] = f"h={g.window}:{g.weighting}:beta={g.beta}:decay={g.decay}:{g.solver}"
 
     @property
     def enabled(self) -> bool:

@@ -156,13 +156,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "train":
             s.add_argument("--window", type=int, default=8, help="GMCP window h the co-occurrence counts (default 8)")
             s.add_argument("--C", type=float, default=0.5, help="inverse L2 strength of the classifiers")
+            s.add_argument("--link", choices=("sigmoid", "softmax"), default="sigmoid",
+                           help="one-vs-rest binary classifiers (sigmoid, default) or one multinomial model")
         else:
             s.add_argument("--model", required=True, help="concepts.json written by `concepts train`")
             s.add_argument("--cooccurrence", default=None,
                            help="cooccurrence.json (default: beside --model)")
             s.add_argument("--h", type=int, default=None, help="GMCP window (default: the config's, 8)")
             s.add_argument("--beta", type=float, default=None,
-                           help="GMCP co-occurrence weight (default: the config's, 0.1)")
+                           help="GMCP co-occurrence weight (default: the config's)")
+            s.add_argument("--weighting", choices=("log", "lift", "product"), default=None,
+                           help="GMCP edge weights (default: the config's)")
+            s.add_argument("--decay", type=float, default=None,
+                           help="GMCP per-clip distance decay (default: the config's)")
+            s.add_argument("--lookahead", type=int, default=2,
+                           help="also label each clip offline once the next D clips are in (the study's offline "
+                                "labelling; live it would cost D clip lengths of latency); 0 = skip (default 2)")
 
 
 def _fail(cmd: str, exc: Exception) -> int:
@@ -184,7 +193,7 @@ def run_train(args: argparse.Namespace) -> int:
         videos = analyse_dataset(args.dataset, cfg, max_seconds=args.max_seconds)
         X = np.array([f for v in videos for f in v.features])
         y = [c for v in videos for c in v.truth]
-        model = train_concept_model(X, y, concepts, C=args.C,
+        model = train_concept_model(X, y, concepts, C=args.C, link=args.link,
                                     meta={"dataset": str(args.dataset), "detector": cfg.detector.type})
         cooc = learn_cooccurrence([v.truth for v in videos], concepts, window=max(2, args.window))
     except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
@@ -198,15 +207,29 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_videos(videos: list[VideoClips], concepts: list[str]) -> dict:
-    """Accuracy of the analyzer's labels (GMCP path) and of the per-clip arg-max, over all clips."""
-    from detectors.evaluate import score_labels
+def evaluate_videos(videos: list[VideoClips], concepts: list[str], gmcp: Any = None, lookahead: int = 0) -> dict:
+    """Accuracy of the analyzer's labels (live GMCP path), of the per-clip arg-max and, given the
+    ``gmcp`` config section and ``lookahead`` > 0, of offline GMCP labelling with that many future clips."""
+    from detectors.evaluate import gmcp_labels, score_labels
 
     index = {c: i for i, c in enumerate(concepts)}
     truth = [index[t] for v in videos for t in v.truth]
     gm = [index[lab] for v in videos for lab in v.labels]
     am = [int(np.argmax([s[c] for c in concepts])) for v in videos for s in v.scores]
-    return {"gmcp": score_labels("gmcp", truth, gm, concepts), "argmax": score_labels("argmax", truth, am, concepts)}
+    out = {"gmcp": score_labels("gmcp", truth, gm, concepts), "argmax": score_labels("argmax", truth, am, concepts)}
+    if gmcp is not None and gmcp.cooccurrence and lookahead > 0:
+        from detectors.concepts.stage import load_cooccurrence
+
+        P, _ = load_cooccurrence(gmcp.cooccurrence, concepts)
+        off: list[int] = []
+        for v in videos:
+            S = np.array([[s[c] for c in concepts] for s in v.scores])
+            if len(S):
+                off.extend(gmcp_labels(S, P, gmcp.window, gmcp.time_limit_s, gmcp.solver, gmcp.beta, lookahead,
+                                       gmcp.decay, gmcp.weighting)[0])
+        name = f"gmcp+{lookahead}"
+        out[name] = score_labels(name, truth, off, concepts)
+    return out
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -226,20 +249,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
             cfg.gmcp.window = args.h
         if args.beta is not None:
             cfg.gmcp.beta = args.beta
+        if args.weighting is not None:
+            cfg.gmcp.weighting = args.weighting
+        if args.decay is not None:
+            cfg.gmcp.decay = args.decay
+        if args.lookahead < 0 or (args.lookahead and args.lookahead >= cfg.gmcp.window):
+            raise ValueError(f"--lookahead must be in [0, h={cfg.gmcp.window}), got {args.lookahead}")
         videos = analyse_dataset(args.dataset, cfg, max_seconds=args.max_seconds)
     except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
         return _fail("evaluate", exc)
-    results = evaluate_videos(videos, model.concepts)
+    results = evaluate_videos(videos, model.concepts, cfg.gmcp, args.lookahead)
     methods: dict[str, int] = {}
     for v in videos:
         for m in v.methods:
             methods[m or "none"] = methods.get(m or "none", 0) + 1
     print(f"held-out clips: {sum(len(v.truth) for v in videos)} from {len(videos)} videos; "
-          f"GMCP window h={cfg.gmcp.window}, beta={cfg.gmcp.beta}; labels by method: {methods}")
+          f"GMCP window h={cfg.gmcp.window}, {cfg.gmcp.weighting}, beta={cfg.gmcp.beta}, decay={cfg.gmcp.decay}; "
+          f"labels by method: {methods}")
+    print("gmcp = live (causal: each clip labelled as the newest of its window, as the worker does)"
+          + (f"; gmcp+{args.lookahead} = offline, each clip labelled once the next {args.lookahead} clips are in"
+             if args.lookahead else ""))
     print(format_table(results, model.concepts))
     out.mkdir(parents=True, exist_ok=True)
     for name, ms in results.items():
         print(f"confusion matrix ({name}): {plot_confusion(ms, model.concepts, out / f'confusion-{name}.png')}")
-    (out / "evaluation.json").write_text(json.dumps({k: v.to_dict() for k, v in results.items()} |
-                                                    {"methods": methods, "h": cfg.gmcp.window, "beta": cfg.gmcp.beta}, indent=1))
+    summary = {"methods": methods, "h": cfg.gmcp.window, "beta": cfg.gmcp.beta, "gmcp_config": cfg.gmcp.model_dump(),
+               "lookahead": args.lookahead}
+    (out / "evaluation.json").write_text(json.dumps({k: v.to_dict() for k, v in results.items()} | summary, indent=1))
     return 0
