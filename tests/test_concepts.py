@@ -265,3 +265,22 @@ def test_lookahead_labels_a_clip_with_its_future_clips() -> None:
     assert res["gmcp"].accuracy == 1.0 and res["argmax"].accuracy == pytest.approx(6 / 7)
     with pytest.raises(ValueError, match="lookahead"):
         gmcp_labels(scores, P, h=4, lookahead=4)
+
+
+def test_episode_classification_with_one_matrix_per_event_class() -> None:
+    from detectors.cooccurrence import learn_per_class
+    from imminence.commands.concepts import VideoClips, classify_episodes, episode_sequences
+
+    concepts = ["normal", "sneaking", "suspicious_exit", "loitering"]
+    truth = ["normal", "sneaking", "sneaking", "suspicious_exit", "normal", "loitering", "loitering", "loitering",
+             "normal"]
+    v = VideoClips(camera_id="cam", truth=truth, indices=list(range(len(truth))),
+                   episodes=[("burglary", 1, 4), ("loiter", 5, 8), ("blip", 8, 9)])  # a 1-clip episode is skipped
+    seqs = episode_sequences([v])
+    assert seqs == {"burglary": [["sneaking", "sneaking", "suspicious_exit"]],
+                    "loiter": [["loitering"] * 3]}
+    mats = {k: m.matrix for k, m in learn_per_class(seqs, concepts, window=8).items()}
+    # noisy detector scores: the true concept at 0.5, the rest at 0.5/3
+    v.scores = [{c: (0.5 if c == t else 0.5 / 3) for c in concepts} for t in truth]
+    res = classify_episodes([v], concepts, mats, decay=0.3)
+    assert res["episodes"] == 2 and res["correct"] == 2 and res["per_class"] == {"burglary": "1/1", "loiter": "1/1"}

@@ -11,11 +11,16 @@ per-camera tracker, clip features, and for ``evaluate`` the concept scores and
 the GMCP window). Clips are cut every ``clip_seconds`` of the ground truth.
 
 ``train`` fits one binary classifier per concept on the clip features and learns
-the co-occurrence matrix P(b | a) from the ground-truth label sequences; it writes
-``concepts.json`` and ``cooccurrence.json`` (plain JSON, no pickle).
+the co-occurrence matrix P(b | a) from the ground-truth label sequences (``default``),
+plus one matrix per event class (``event:<kind>``) from the clips of the staged
+episodes of that kind; it writes ``concepts.json`` and ``cooccurrence.json``
+(plain JSON, no pickle).
 ``evaluate`` prints per-concept and average accuracy of the GMCP labels against
-the per-clip arg-max on those (held-out) clips and writes the confusion matrices
-as PNG and the figures as ``evaluation.json``.
+the per-clip arg-max on those (held-out) clips, offline GMCP labelling with
+``--lookahead`` future clips (``gmcp+D``), and, when the file has per-class matrices
+and the dataset staged episodes, the event class of each episode by
+:func:`detectors.gmcp.classify_video`; it writes the confusion matrices as PNG and
+the figures as ``evaluation.json``.
 """
 from __future__ import annotations
 
@@ -42,6 +47,8 @@ class VideoClips:
     labels: list[Optional[str]] = field(default_factory=list)
     methods: list[Optional[str]] = field(default_factory=list)
     scores: list[dict[str, float]] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)  # clip index (in the ground truth) of each kept clip
+    episodes: list[tuple[str, int, int]] = field(default_factory=list)  # staged incidents: kind, first, end clip
     frames: int = 0
     seconds: float = 0.0
 
@@ -92,7 +99,8 @@ def analyse_dataset(root: str | Path, cfg: Any, *, max_seconds: Optional[float] 
         analyzer = ClipAnalyzer(cfg, entry.camera_id, afps,
                                 detector=detector_factory() if detector_factory else None)
         analyzer.concepts.collect_features = True
-        vc = VideoClips(camera_id=entry.camera_id)
+        vc = VideoClips(camera_id=entry.camera_id,
+                        episodes=[(e.kind, e.first_clip, e.end_clip) for e in gt.episodes])
         clip_index, next_sample, i = 0, 0.0, 0
         bar = tqdm(total=n_total, desc=entry.camera_id, unit="frame", disable=not progress, leave=False)
 
@@ -102,6 +110,7 @@ def analyse_dataset(root: str | Path, cfg: Any, *, max_seconds: Optional[float] 
                 return
             vc.features.append(analyzer.last_features)
             vc.truth.append(truth_by_index[index])
+            vc.indices.append(index)
             vc.labels.append(ca.concept.label if ca.concept else None)
             vc.methods.append(ca.concept.method if ca.concept else None)
             vc.scores.append(dict(ca.concept.scores) if ca.concept else {})
@@ -130,6 +139,46 @@ def analyse_dataset(root: str | Path, cfg: Any, *, max_seconds: Optional[float] 
         out.append(vc)
         log.info("%s: %d clips from %d analysed frames", entry.camera_id, len(vc.truth), vc.frames)
     return out
+
+
+EVENT_PREFIX = "event:"  # co-occurrence matrices per event class are stored as "event:<kind>"
+VIDEO_BETA = 1.0  # GMCP weight for video classification (weighting "log"), chosen on validation seed 5
+
+
+def episode_clips(v: VideoClips, first: int, end: int) -> list[int]:
+    """Positions in ``v``'s clip lists of the clips with ground-truth index in [first, end)."""
+    return [i for i, idx in enumerate(v.indices) if first <= idx < end]
+
+
+def episode_sequences(videos: list[VideoClips]) -> dict[str, list[list[str]]]:
+    """Ground-truth concept sequence of every staged episode, grouped by the episode's kind."""
+    out: dict[str, list[list[str]]] = {}
+    for v in videos:
+        for kind, first, end in v.episodes:
+            seq = [v.truth[i] for i in episode_clips(v, first, end)]
+            if len(seq) >= 2:
+                out.setdefault(kind, []).append(seq)
+    return out
+
+
+def classify_episodes(videos: list[VideoClips], concepts: list[str], matrices: dict[str, np.ndarray],
+                      decay: float) -> dict:
+    """Event class of every held-out episode by :func:`detectors.gmcp.classify_video` (one matrix per class)."""
+    from detectors.gmcp import classify_video
+
+    truth, pred = [], []
+    for v in videos:
+        for kind, first, end in v.episodes:
+            pos = episode_clips(v, first, end)
+            if len(pos) < 2:
+                continue
+            S = np.array([[v.scores[i][c] for c in concepts] for i in pos])
+            truth.append(kind)
+            pred.append(classify_video(S, matrices, weighting="log", beta=VIDEO_BETA, decay=decay)[0])
+    right = sum(t == p for t, p in zip(truth, pred))
+    per = {k: f"{sum(t == p for t, p in zip(truth, pred) if t == k)}/{truth.count(k)}" for k in sorted(set(truth))}
+    return {"episodes": len(truth), "correct": right, "accuracy": right / len(truth) if truth else 0.0,
+            "classes": len(matrices), "per_class": per}
 
 
 def concept_vocabulary() -> list[str]:
@@ -181,7 +230,7 @@ def _fail(cmd: str, exc: Exception) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from detectors.concepts.classifiers import ConceptModelError, train_concept_model
-    from detectors.cooccurrence import learn_cooccurrence, save_matrices
+    from detectors.cooccurrence import learn_cooccurrence, learn_per_class, save_matrices
     from detectors.yolo import DetectorError
     from streamer.dataset import DatasetError
 
@@ -200,7 +249,8 @@ def run_train(args: argparse.Namespace) -> int:
         return _fail("train", exc)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "concepts.json")
-    save_matrices(out / "cooccurrence.json", {"default": cooc})
+    per_class = learn_per_class(episode_sequences(videos), concepts, window=max(2, args.window))
+    save_matrices(out / "cooccurrence.json", {"default": cooc} | {EVENT_PREFIX + k: m for k, m in per_class.items()})
     counts = {c: y.count(c) for c in concepts if y.count(c)}
     print(f"trained on {len(y)} clips from {len(videos)} videos: {counts}")
     print(f"wrote {out / 'concepts.json'} and {out / 'cooccurrence.json'}")
@@ -273,7 +323,17 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name, ms in results.items():
         print(f"confusion matrix ({name}): {plot_confusion(ms, model.concepts, out / f'confusion-{name}.png')}")
+    video = None
+    from detectors.cooccurrence import load_matrices
+
+    events = {n[len(EVENT_PREFIX):]: np.asarray(m.matrix) for n, m in load_matrices(cooc, model.concepts).items()
+              if n.startswith(EVENT_PREFIX)}
+    if events and any(v.episodes for v in videos):
+        video = classify_episodes(videos, model.concepts, events, cfg.gmcp.decay)
+        print(f"episode (video) classification, one co-occurrence matrix per event class: {video['correct']}/"
+              f"{video['episodes']} = {video['accuracy']:.1%} (chance {1 / video['classes']:.1%}); "
+              f"per class {video['per_class']}")
     summary = {"methods": methods, "h": cfg.gmcp.window, "beta": cfg.gmcp.beta, "gmcp_config": cfg.gmcp.model_dump(),
-               "lookahead": args.lookahead}
+               "lookahead": args.lookahead, "video_classification": video}
     (out / "evaluation.json").write_text(json.dumps({k: v.to_dict() for k, v in results.items()} | summary, indent=1))
     return 0
