@@ -11,6 +11,8 @@ in production.  It also writes a short clip of the scene for upload tests.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -71,13 +73,13 @@ def train_concept_models(dataset: Path, out: Path, detectors: Any) -> Any:
     Returns a copy of ``detectors`` that uses them, so workers and uploads label
     clips with concepts and GMCP as a deployment with trained models would.
     """
-    from imminence.cli import build_parser
-
-    # The command's own handler, without cli.main's logging set-up (callers keep theirs).
-    args = build_parser().parse_args(["concepts", "train", str(dataset), "--out", str(out)])
-    rc = args.func(args)
-    if rc != 0:
-        raise RuntimeError(f"imminence concepts train {dataset} failed with exit code {rc}")
+    # The command itself, as its own process: the console sits beside the command layer and
+    # does not import it (imports run one way).
+    res = subprocess.run([sys.executable, "-m", "imminence.cli", "concepts", "train", str(dataset),
+                          "--out", str(out)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"imminence concepts train {dataset} failed with exit code {res.returncode}: "
+                           f"{res.stderr[-2000:]}")
     d = detectors.model_copy(deep=True)
     d.concepts.model = str(out / "concepts.json")
     d.gmcp.cooccurrence = str(out / "cooccurrence.json")
