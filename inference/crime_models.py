@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -26,7 +25,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import yaml
+
 from imminence.config import load_config
+from imminence.configfile import ConfigError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 SAMPLE_INCIDENTS = Path(__file__).resolve().parents[2] / "tests" / "data" / "toronto_mci_sample.csv.gz"
@@ -105,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     cfg, grid = load_config(args.config)
-    assert grid is not None, "the demo configuration needs a grid"
+    if grid is None:
+        raise ConfigError(f"{args.config}: the demo needs a 'grid' section (the study area of the scenes)")
 
     dataset = out / "dataset"
     if (dataset / "manifest.json").exists():
@@ -123,8 +126,6 @@ def run(args: argparse.Namespace) -> int:
         _say(f"embedded Kafka-protocol broker (tansu) on {bootstrap}")
     namespace = f"demo{int(time.time())}"  # fresh topics each run, so old runs never mix in
     env_cfg = out / "demo-config.yaml"
-    import yaml
-
     raw = yaml.safe_load(Path(args.config).read_text())
     raw.setdefault("bus", {})
     raw["bus"].update({"bootstrap": bootstrap, "namespace": namespace})
@@ -211,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
     counted = {e for c in cell_latest.values() for e in c.event_ids}
     print()
     _say("what arrived on the topics (namespace %s):" % namespace)
-    for topic in (TOPIC_INDICATORS, TOPIC_CELLS, TOPIC_MAPS):
+    for topic in (TOPIC_INDICATORS, TOPIC_CELLS, TOPIC_MAPS, TOPIC_CAMERAS):
         print(f"    {topic:<24}{counts[topic]:>8} messages")
     concepts: Counter = Counter()
     for c in cell_latest.values():
