@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
               "Ctrl-C or SIGTERM stops it", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             if not broker.running:
-                print(f"imminence broker: the broker process exited unexpectedly "
-                      f"(see --log-file for its output)", file=sys.stderr)
+                print("imminence broker: the broker process exited unexpectedly "
+                      "(see --log-file for its output)", file=sys.stderr)
                 return 1
         print("imminence broker: stopping", file=sys.stderr, flush=True)
         return 0
