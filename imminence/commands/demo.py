@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         print()
         _say("hottest cells of the merged map (live imminence x forecast):")
         for crime, layer in last_map.layers.items():
-            tops = ", ".join(f"{t.cell_id}={t.value:.2f}(class {t.cls})" for t in layer.top_cells[:3])
+            tops = ", ".join(f"{t.cell_id}={t.value:.3f}(class {t.cls})" for t in layer.top_cells[:3])
             print(f"    {crime:<9} {tops}")
     map_dir = out / "map"
     files = sorted(p.name for p in map_dir.glob("*")) if map_dir.exists() else []
