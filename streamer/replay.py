@@ -37,7 +37,7 @@ from mapping.grid import Grid
 from streamer.bus import Bus
 from streamer.config import CameraConfig, Position
 from streamer.dataset import MANIFEST, Dataset, DatasetError, VideoEntry
-from streamer.sources import FileSource, SourceError
+from streamer.sources import FileSource, SourceError, recording_start
 from streamer.worker import CameraWorker, WorkerSummary
 
 log = logging.getLogger(__name__)
@@ -143,10 +143,7 @@ def single_video(path: str | Path, camera_id: str, position: Position, *, start:
     """A lone video file as a replay; ``start`` defaults to the file's modification time (stable per file)."""
     p = Path(path)
     if start is None:
-        try:
-            start = datetime.fromtimestamp(int(p.stat().st_mtime), timezone.utc)
-        except OSError:
-            raise SourceError(f"{p}: video file not found") from None
+        start = recording_start(p)
     cam = CameraConfig(id=camera_id, source=str(p), position=position, fps=fps, clip_seconds=clip_seconds,
                        live=False)
     return ReplayVideo(p, cam, start)

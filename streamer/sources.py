@@ -110,6 +110,19 @@ class Source(ABC):
         return None
 
 
+def recording_start(path: str | Path) -> datetime:
+    """When a video file's recording is taken to start: its modification time, whole seconds, UTC.
+
+    Replays and file-source workers time clips from it, so re-reading the same file
+    gives the same clip times and event ids.
+    """
+    p = Path(path)
+    try:
+        return datetime.fromtimestamp(int(p.stat().st_mtime), timezone.utc)
+    except OSError:
+        raise SourceError(f"{p}: video file not found") from None
+
+
 class FileSource(Source):
     """A video file read frame by frame, every frame, at its own timestamps."""
 

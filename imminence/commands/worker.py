@@ -22,7 +22,6 @@ import logging
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -30,7 +29,7 @@ from imminence.config import ImminenceConfig, load_config
 from imminence.configfile import ConfigError
 from imminence.logs import add_log_context, setup_logging
 from streamer.config import CameraConfig
-from streamer.sources import FileSource, SourceError, is_live_url, open_source
+from streamer.sources import FileSource, SourceError, is_live_url, open_source, recording_start
 from streamer.worker import CameraWorker
 
 log = logging.getLogger("imminence.worker")
@@ -98,7 +97,7 @@ def run_camera(stop_event: Any, config_path: str, camera_id: str, bootstrap: Opt
     # event ids and consumers drop the repeats.  Live sources are timed from the wall clock.
     origin = None
     if isinstance(source, FileSource):
-        origin = datetime.fromtimestamp(int(Path(source.path).stat().st_mtime), timezone.utc)
+        origin = recording_start(source.path)
     worker = CameraWorker(cam, cfg.detectors, bus, grid, source=source, stop_event=stop_event, origin=origin)
     from streamer.observability import set_health  # noqa: PLC0415
 
