@@ -25,7 +25,7 @@ def _generate(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         out = generate_dataset(args.out, cameras=args.cameras, minutes=args.minutes, seed=args.seed, fps=args.fps,
                                size=parse_size(args.size), clip_seconds=args.clip_seconds, start=start,
-                               progress=True, jobs=args.jobs)
+                               progress=True, jobs=args.jobs, vary=args.vary)
     except (SceneError, ValueError) as exc:
         print(f"imminence scene generate: {exc}", file=sys.stderr)
         return 2
@@ -78,6 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--size", default="640x360", help="WIDTHxHEIGHT")
     g.add_argument("--clip-seconds", type=float, default=2.0, help="clip length of the ground-truth labels")
     g.add_argument("--jobs", type=int, default=1, help="render cameras in this many processes (same output)")
+    g.add_argument("--vary", action="store_true", help="give every camera its own look: person size (camera "
+                   "height, zoom), crowd, static clutter, light, palette, blur, noise, compression (training data)")
     g.add_argument("--start", default=None, help="UTC start of the recordings (ISO 8601; default 2026-05-01T21:00Z)")
     g.set_defaults(func=_generate)
     e = sub.add_parser("export-yolo", help="write an ultralytics YOLO dataset from a dataset's frames and boxes")

@@ -257,6 +257,7 @@ class Stage:
         self.labels = ["normal"] * self.n_clips
         self.crimes: list[list[str]] = [[] for _ in range(self.n_clips)]
         self.episodes: list[Episode] = []
+        self.crowd = 1.0  # multiplies the passer-by rates (a busier or quieter street)
         self._next = 1
 
     def new_id(self) -> int:
@@ -704,7 +705,7 @@ def background(S: Stage) -> None:
         if f >= S.n_frames:
             break
         _crossing(S, f)
-    for band, rate in ((L.far_band, 0.10), (L.near_band, 0.12)):
+    for band, rate in ((L.far_band, 0.10 * S.crowd), (L.near_band, 0.12 * S.crowd)):
         f = -int(rng.uniform(0, 6) * fps)  # some are already in view at frame 0
         while True:
             f += max(1, int(rng.exponential(1 / rate) * fps))

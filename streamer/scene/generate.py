@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -79,16 +80,48 @@ def parse_size(text: str) -> tuple[int, int]:
         raise SceneError(f"--size must look like 640x360, got {text!r}") from None
 
 
-def render_frames(S: Stage, bg: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, list[list[float]]]]:
-    """Yield every frame of a staged camera with its ground-truth boxes."""
+@dataclass(frozen=True)
+class CameraLook:
+    """What varies between real cameras: mounting (person size), street busyness, light and palette,
+    optics and compression. The default is the plain rendering; :meth:`random` draws a camera."""
+
+    person_scale: float = 1.0  # people's size: camera height and zoom
+    crowd: float = 1.0  # passer-by rate multiplier
+    clutter: int = 0  # static distractors (trees, posts, bollards, bins)
+    gain: float = 1.0  # exposure
+    gamma: float = 1.0
+    cast: tuple[float, float, float] = (1.0, 1.0, 1.0)  # white balance per B, G, R
+    noise: float = 2.5  # sensor noise, grey levels
+    blur: float = 0.0  # optics, Gaussian sigma in pixels
+    jpeg: int = 0  # compression quality (0: none beyond the video codec)
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> "CameraLook":
+        return cls(person_scale=float(rng.uniform(0.6, 1.15)), crowd=float(np.exp(rng.uniform(np.log(0.5), np.log(5.0)))),
+                   clutter=int(rng.integers(0, 7)), gain=float(rng.uniform(0.55, 1.35)),
+                   gamma=float(rng.uniform(0.7, 1.5)), cast=tuple(float(v) for v in rng.uniform(0.85, 1.15, 3)),
+                   noise=float(rng.uniform(1.0, 7.0)), blur=float(rng.choice([0.0, 0.0, 0.6, 1.0, 1.4])),
+                   jpeg=int(rng.choice([0, 0, 35, 55, 80])))
+
+    def lut(self) -> np.ndarray:
+        """(256, 1, 3) lookup table of exposure, gamma and white balance."""
+        v = np.arange(256, dtype=np.float64) / 255.0
+        cols = [np.clip(255.0 * c * (self.gain * v) ** self.gamma, 0, 255) for c in self.cast]
+        return np.stack(cols, axis=1).reshape(256, 1, 3).astype(np.uint8)
+
+
+def render_frames(S: Stage, bg: np.ndarray, rng: np.random.Generator,
+                  look: CameraLook = CameraLook()) -> Iterator[tuple[np.ndarray, list[list[float]]]]:
+    """Yield every frame of a staged camera with its ground-truth boxes (no frame-to-frame flicker:
+    real cameras hold their exposure)."""
     L = S.layout
     W, H = L.width, L.height
     for p in S.persons:
         p.compile()
-    # sensor noise (a few precomputed fields, cycled) and a slow lighting flicker with jitter
-    noise_pos = [np.abs(rng.normal(0, 2.5, bg.shape)).astype(np.uint8) for _ in range(5)]
-    noise_neg = [np.abs(rng.normal(0, 2.5, bg.shape)).astype(np.uint8) for _ in range(5)]
-    gains = 1.0 + 0.03 * np.sin(2 * math.pi * np.arange(S.n_frames) / (S.fps * 4.3)) + rng.normal(0, 0.008, S.n_frames)
+    # sensor noise: a few precomputed fields, cycled
+    noise_pos = [np.abs(rng.normal(0, look.noise, bg.shape)).astype(np.uint8) for _ in range(5)]
+    noise_neg = [np.abs(rng.normal(0, look.noise, bg.shape)).astype(np.uint8) for _ in range(5)]
+    lut = look.lut() if look != CameraLook() else None
     bag_held: dict[int, list] = {}
     for f in range(S.n_frames):
         img = bg.copy()
@@ -152,9 +185,14 @@ def render_frames(S: Stage, bg: np.ndarray, rng: np.random.Generator) -> Iterato
         for t in S.tampers:
             if t.f0 <= f < t.f1:
                 img, boxes = apply_tamper(img, t, f, boxes)
-        img = cv2.convertScaleAbs(img, alpha=float(gains[f]))
+        if lut is not None:
+            img = cv2.LUT(img, lut)
+        if look.blur > 0:
+            img = cv2.GaussianBlur(img, (0, 0), look.blur)
         k = (f * 3) % len(noise_pos)
         img = cv2.subtract(cv2.add(img, noise_pos[k]), noise_neg[(k + 2) % len(noise_neg)])
+        if look.jpeg:
+            img = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, look.jpeg])[1], cv2.IMREAD_COLOR)
         out = []
         for b in boxes:
             c = clip_box((b[1], b[2], b[3], b[4]), W, H)
@@ -163,19 +201,19 @@ def render_frames(S: Stage, bg: np.ndarray, rng: np.random.Generator) -> Iterato
         yield img, out
 
 
-def _write_camera(task: tuple[Stage, int, int, Path, Path]) -> float:
+def _write_camera(task: tuple[Stage, int, int, Path, Path, CameraLook]) -> float:
     """Render one staged camera to its video and ground-truth file; return the seconds it took."""
-    S, seed, i, video, gt_path = task
+    S, seed, i, video, gt_path, look = task
     t = time.perf_counter()
     L = S.layout
     fps, clip_frames = S.fps, S.clip_frames
-    bg = render_background(L, np.random.default_rng([seed, 4, i]))
+    bg = render_background(L, np.random.default_rng([seed, 4, i]), clutter=look.clutter)
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*FOURCC), fps, (L.width, L.height))
     if not writer.isOpened():
         raise SceneError(f"{video}: OpenCV cannot write {FOURCC} video here")
     frames: dict[str, list[list[float]]] = {}
     try:
-        for f, (img, boxes) in enumerate(render_frames(S, bg, np.random.default_rng([seed, 5, i]))):
+        for f, (img, boxes) in enumerate(render_frames(S, bg, np.random.default_rng([seed, 5, i]), look)):
             writer.write(img)
             frames[str(f)] = boxes
     finally:
@@ -221,10 +259,14 @@ def camera_positions(n: int, rng: np.random.Generator) -> tuple[GridConfig, list
 def generate_dataset(out: str | Path, cameras: int = 4, minutes: float = 2.0, seed: int = 0, fps: float = 10.0,
                      size: tuple[int, int] = (640, 360), clip_seconds: float = 2.0,
                      start: Optional[datetime] = None, name: Optional[str] = None,
-                     progress: bool = False, jobs: int = 1) -> Path:
+                     progress: bool = False, jobs: int = 1, vary: bool = False) -> Path:
     """Render a scene dataset into ``out`` (created; existing files of the same names are replaced).
 
     ``jobs`` > 1 renders cameras in that many processes; the output is the same.
+    ``vary`` gives every camera its own :meth:`CameraLook.random` (person size,
+    crowd, clutter, light, palette, blur, noise, compression), as training data
+    for models that must work on real cameras needs; without it every camera
+    has the plain look.
     """
     n_frames, clip_frames = _check(cameras, minutes, fps, size, clip_seconds)
     if start is not None and start.tzinfo is None:
@@ -233,8 +275,11 @@ def generate_dataset(out: str | Path, cameras: int = 4, minutes: float = 2.0, se
     out.mkdir(parents=True, exist_ok=True)
     W, H = size
     cam_rngs = [np.random.default_rng([seed, 1, i]) for i in range(cameras)]
-    layouts = [make_layout(r, W, H) for r in cam_rngs]
+    looks = [CameraLook.random(np.random.default_rng([seed, 6, i])) if vary else CameraLook() for i in range(cameras)]
+    layouts = [make_layout(r, W, H, lk.person_scale) for r, lk in zip(cam_rngs, looks)]
     stages = [Stage(lay, fps, n_frames, clip_frames, r) for lay, r in zip(layouts, cam_rngs)]
+    for S, lk in zip(stages, looks):
+        S.crowd = lk.crowd
     schedule(stages, np.random.default_rng([seed, 0]))
     for S in stages:
         background(S)
@@ -242,7 +287,8 @@ def generate_dataset(out: str | Path, cameras: int = 4, minutes: float = 2.0, se
     t0 = (start or DEFAULT_START).astimezone(timezone.utc)
     offsets = np.random.default_rng([seed, 3]).integers(0, 30, cameras)
     cams = [f"cam{i + 1:02d}" for i in range(cameras)]
-    tasks = [(S, seed, i, out / f"{cam}{EXT}", out / f"{cam}.gt.json") for i, (S, cam) in enumerate(zip(stages, cams))]
+    tasks = [(S, seed, i, out / f"{cam}{EXT}", out / f"{cam}.gt.json", looks[i])
+             for i, (S, cam) in enumerate(zip(stages, cams))]
     if jobs > 1 and cameras > 1:  # cameras are independent once staged: render them in parallel
         with ProcessPoolExecutor(min(jobs, cameras)) as pool:
             done = list(pool.map(_write_camera, tasks))

@@ -48,10 +48,11 @@ class Layout:
     road_bottom: int
     door: tuple[int, int, int, int]  # x1, y1, x2, y2 of the doorway
     crossing_x: tuple[int, int]  # x range of the zebra crossing
+    person_scale: float = 1.0  # camera height and zoom: < 1 is a higher or wider camera (smaller people)
 
     def person_height(self, y: float) -> float:
         t = (y - self.facade_y) / max(1.0, self.height - self.facade_y)
-        return self.height * (0.28 + 0.14 * t)
+        return self.height * self.person_scale * (0.28 + 0.14 * t)
 
     @property
     def far_band(self) -> tuple[float, float]:
@@ -75,17 +76,17 @@ class Layout:
         return (x1 + x2) / 2.0, float(y2) + 2.0
 
 
-def make_layout(rng: np.random.Generator, width: int, height: int) -> Layout:
+def make_layout(rng: np.random.Generator, width: int, height: int, person_scale: float = 1.0) -> Layout:
     facade_y = int(height * rng.uniform(0.40, 0.46))
     road_top = facade_y + int(height * rng.uniform(0.12, 0.15))
     road_bottom = road_top + int(height * rng.uniform(0.21, 0.24))
-    hf = height * 0.28
+    hf = height * 0.28 * person_scale
     dw, dh = int(hf * 0.5), int(hf * 1.25)
     dx = int(rng.uniform(0.2, 0.8) * width)
     cw = int(width * 0.12)
     cx = int(rng.uniform(0.25, 0.75) * width)
     return Layout(width, height, facade_y, road_top, road_bottom,
-                  (dx - dw // 2, facade_y - dh, dx + dw // 2, facade_y), (cx - cw // 2, cx + cw // 2))
+                  (dx - dw // 2, facade_y - dh, dx + dw // 2, facade_y), (cx - cw // 2, cx + cw // 2), person_scale)
 
 
 # -- background ---------------------------------------------------------------------------
@@ -93,8 +94,9 @@ def _jit(rng: np.random.Generator, colour, amount: int = 18) -> tuple[int, int, 
     return tuple(int(np.clip(c + rng.integers(-amount, amount + 1), 0, 255)) for c in colour)
 
 
-def render_background(layout: Layout, rng: np.random.Generator) -> np.ndarray:
-    """The static textured street scene of one camera (uint8 BGR)."""
+def render_background(layout: Layout, rng: np.random.Generator, clutter: int = 0) -> np.ndarray:
+    """The static textured street scene of one camera (uint8 BGR); ``clutter`` extra static distractors
+    (trees, sign posts, bollards, bins) that a detector must not take for people."""
     W, H, L = layout.width, layout.height, layout
     k = H / 360.0  # fixed details were designed at 640x360
     img = np.zeros((H, W, 3), np.uint8)
@@ -167,12 +169,39 @@ def render_background(layout: Layout, rng: np.random.Generator) -> np.ndarray:
     cv2.rectangle(img, (bx, by - K(22)), (bx + K(90), by - K(14)), (40, 70, 110), -1)
     cv2.rectangle(img, (bx + K(4), by - K(14)), (bx + K(8), by), (30, 30, 30), -1)
     cv2.rectangle(img, (bx + K(82), by - K(14)), (bx + K(86), by), (30, 30, 30), -1)
+    if clutter:
+        draw_clutter(img, layout, rng, clutter)
     # evening light: darker, slightly blue, with street-lamp pools; fixed texture noise
     img = cv2.convertScaleAbs(img, alpha=float(rng.uniform(0.72, 0.95)), beta=-5)
     img[..., 0] = cv2.add(img[..., 0], 8)
     noise = rng.normal(0, 5, img.shape).astype(np.int16)
     img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     return cv2.GaussianBlur(img, (3, 3), 0.6)
+
+
+def draw_clutter(img: np.ndarray, layout: Layout, rng: np.random.Generator, n: int) -> None:
+    """Static distractors of person-like size on the sidewalks: trees, sign posts, bollard rows, bins."""
+    W, H, L = layout.width, layout.height, layout
+    for _ in range(n):
+        near = rng.random() < 0.5
+        y = int(rng.uniform(L.road_bottom + 10, H - 4) if near else rng.uniform(L.facade_y + 3, L.road_top - 4))
+        x = int(rng.uniform(0.03, 0.97) * W)
+        h = L.person_height(y)
+        kind = rng.integers(4)
+        if kind == 0:  # tree: trunk and a round crown
+            cv2.rectangle(img, (x - int(0.04 * h), y - int(0.9 * h)), (x + int(0.04 * h), y), _jit(rng, (40, 60, 80)), -1)
+            cv2.ellipse(img, (x, y - int(1.15 * h)), (int(0.35 * h), int(0.4 * h)), 0, 0, 360,
+                        _jit(rng, (40, 110, 50), 25), -1)
+        elif kind == 1:  # sign post with a plate
+            cv2.line(img, (x, y), (x, y - int(1.1 * h)), (90, 90, 95), max(2, int(0.03 * h)))
+            cv2.rectangle(img, (x - int(0.15 * h), y - int(1.3 * h)), (x + int(0.15 * h), y - int(1.05 * h)),
+                          _jit(rng, [(180, 60, 30), (30, 30, 180), (200, 200, 200)][rng.integers(3)], 20), -1)
+        elif kind == 2:  # a row of bollards
+            for j in range(int(rng.integers(3, 6))):
+                bx = x + j * int(0.25 * h)
+                cv2.rectangle(img, (bx, y - int(0.35 * h)), (bx + int(0.07 * h), y), _jit(rng, (60, 60, 60), 30), -1)
+        else:  # a tall bin or a parking meter
+            cv2.rectangle(img, (x, y - int(0.5 * h)), (x + int(0.18 * h), y), _jit(rng, (50, 90, 60), 30), -1)
 
 
 def draw_open_door(img: np.ndarray, layout: Layout) -> None:
