@@ -56,11 +56,15 @@ def _check_data_yaml(data_yaml: Path) -> list[str]:
 def train_yolo(data_yaml: str | Path, out_dir: str | Path, model: str = "yolov8n.yaml", epochs: int = 30,
                imgsz: int = 320, batch: int = 16, device: Optional[str] = None, workers: int = 0,
                seed: int = 0, name: Optional[str] = None) -> TrainResult:
-    """Train from ``model`` (a YAML: no pretrained weights), copy the best checkpoint to ``out_dir``."""
+    """Train from ``model`` (a YAML: no pretrained weights; or a local checkpoint of ours to fine-tune),
+    copy the best checkpoint to ``out_dir``."""
     data_yaml = Path(data_yaml).resolve()
     classes = _check_data_yaml(data_yaml)
-    if not str(model).endswith((".yaml", ".yml")):
-        raise DetectorError(f"model {model!r}: train from a model YAML such as yolov8n.yaml (no pretrained weights)")
+    finetune = str(model).endswith(".pt")
+    if finetune and not Path(model).is_file():
+        raise DetectorError(f"model {model!r}: no such checkpoint (only local checkpoints; nothing is downloaded)")
+    if not finetune and not str(model).endswith((".yaml", ".yml")):
+        raise DetectorError(f"model {model!r}: train from a model YAML such as yolov8n.yaml or a local .pt checkpoint")
     if epochs < 1:
         raise DetectorError(f"epochs must be at least 1, got {epochs}")
     out = Path(out_dir).resolve()
@@ -76,7 +80,7 @@ def train_yolo(data_yaml: str | Path, out_dir: str | Path, model: str = "yolov8n
     run_name = name or Path(model).stem
     log.info("training %s on %s: %d epochs at %d px on %s", model, data_yaml, epochs, imgsz, dev)
     net.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device=dev, workers=workers,
-              pretrained=False, amp=False, seed=seed, deterministic=True, project=str(out / "runs"),
+              pretrained=finetune, amp=False, seed=seed, deterministic=True, project=str(out / "runs"),
               name=run_name, exist_ok=True, plots=True, verbose=False, val=True, patience=max(epochs, 50))
     save_dir = Path(net.trainer.save_dir)
     best = save_dir / "weights" / "best.pt"

@@ -2,11 +2,13 @@
 
     imminence detectors train DATASET --model yolov8n.yaml --epochs 30 --imgsz 320 --out artifacts/yolo
 
-DATASET is a replayable dataset folder with ground-truth boxes (the scene
-generator's output): it is first exported to ultralytics' YOLO layout
-(``streamer.scene.yolo_export``) under OUT/yolo-data. A YOLO ``data.yaml`` may be
-given instead and is used as is. Training starts from the model YAML, never from
-pretrained weights, and nothing is downloaded. Prints the checkpoint path and
+DATASET is one or more replayable dataset folders with ground-truth boxes (the
+scene generator's output): each is exported to ultralytics' YOLO layout
+(``streamer.scene.yolo_export``) under OUT/yolo-data/NAME and one data.yaml lists
+them all. A YOLO ``data.yaml`` may be given instead and is used as is. Training
+starts from the model YAML (no pretrained weights) or continues from one of this
+project's own checkpoints (``--model detectors/models/scene-yolov8n-320.pt``);
+nothing is downloaded. Prints the checkpoint path and
 the validation mAP50 / mAP50-95 (also written to OUT/<model>-<imgsz>.metrics.json).
 """
 from __future__ import annotations
@@ -22,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="detectors_command", metavar="ACTION", required=True)
     t = sub.add_parser("train", help="train YOLO from a model YAML on a scene dataset",
                        description=__doc__.split("\n\n")[2])
-    t.add_argument("dataset", help="dataset folder (manifest.json + ground truth) or a YOLO data.yaml")
-    t.add_argument("--model", default="yolov8n.yaml", help="model YAML to build from (default yolov8n.yaml)")
+    t.add_argument("dataset", nargs="+", help="dataset folder(s) (manifest.json + ground truth) or a YOLO data.yaml")
+    t.add_argument("--model", default="yolov8n.yaml", help="model YAML to build from (default yolov8n.yaml), or a "
+                   "local checkpoint of ours to fine-tune")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--imgsz", type=int, default=320, help="training and validation input size (default 320)")
     t.add_argument("--batch", type=int, default=16)
@@ -42,19 +45,39 @@ def _export(dataset: Path, out: Path, val_share: float, every: int) -> Path:
     return Path(export_yolo(dataset, out, every_n=every, val_fraction=val_share))
 
 
+def _export_many(srcs: list[Path], out: Path, val_share: float, every: int) -> Path:
+    """Export each dataset to OUT/NAME and write one data.yaml whose train and val list them all."""
+    import yaml
+
+    parts = []
+    for src in srcs:
+        print(f"exporting {src} to YOLO format under {out / src.name}", file=sys.stderr)
+        parts.append(yaml.safe_load(_export(src, out / src.name, val_share, every).read_text()))
+    names = parts[0]["names"]
+    if any(p["names"] != names for p in parts):
+        raise ValueError("the datasets' box classes differ")
+    spec = {"train": [str(Path(p["path"]) / p["train"]) for p in parts],
+            "val": [str(Path(p["path"]) / p["val"]) for p in parts], "nc": len(names), "names": names}
+    path = out / "data.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
 def run_train(args: argparse.Namespace) -> int:
     from detectors.train_yolo import train_yolo
     from detectors.yolo import DetectorError
     from streamer.dataset import DatasetError
 
-    src = Path(args.dataset)
+    srcs = [Path(d) for d in args.dataset]
     out = Path(args.out)
     try:
-        if src.suffix in (".yaml", ".yml"):
-            data_yaml = src
+        if len(srcs) == 1 and srcs[0].suffix in (".yaml", ".yml"):
+            data_yaml = srcs[0]
+        elif len(srcs) == 1:
+            print(f"exporting {srcs[0]} to YOLO format under {out / 'yolo-data'}", file=sys.stderr)
+            data_yaml = _export(srcs[0], out / "yolo-data", args.val_share, args.every)
         else:
-            print(f"exporting {src} to YOLO format under {out / 'yolo-data'}", file=sys.stderr)
-            data_yaml = _export(src, out / "yolo-data", args.val_share, args.every)
+            data_yaml = _export_many(srcs, out / "yolo-data", args.val_share, args.every)
         res = train_yolo(data_yaml, out, model=args.model, epochs=args.epochs, imgsz=args.imgsz,
                          batch=args.batch, device=args.device, seed=args.seed)
     except (DetectorError, DatasetError, FileNotFoundError, ValueError) as exc:
