@@ -156,8 +156,8 @@ def summarise(clips: list, media: dict, n_key_frames: int, seconds: float) -> di
 class UploadAnalyzer:
     """The camera workers' analysis path for one upload: :func:`detectors.clip.analyze_frames`.
 
-    A video is sampled at ``fps`` (every n-th decoded frame, as a worker samples
-    its stream) and cut into ``clip_seconds`` clips; each clip goes through a fresh
+    A video is sampled at ``fps`` by stream time (:func:`detectors.clip.analysis_slot`,
+    as a camera worker samples its stream) and cut into ``clip_seconds`` clips; each clip goes through a fresh
     :class:`detectors.analyzer.ClipAnalyzer` (detector, per-camera tracker, concept
     classifiers, GMCP window) exactly as a camera's would.  An image is one clip of one frame.
     """
@@ -172,22 +172,18 @@ class UploadAnalyzer:
         cap = cv2.VideoCapture(path)
         src_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
         src_fps = src_fps if src_fps > 0 else 25.0
-        step = max(1, int(round(src_fps / fps)))
 
         def frames():
-            i = 0
             try:
                 while True:
                     ok, frame = cap.read()
                     if not ok:
                         return
-                    if i % step == 0:
-                        yield frame
-                    i += 1
+                    yield frame
             finally:
                 cap.release()
-        return analyze_frames(frames(), self.cfg, src_fps / step, clip_seconds=self.clip_seconds,
-                              key_frames=key_frames)
+        return analyze_frames(frames(), self.cfg, fps, clip_seconds=self.clip_seconds,
+                              key_frames=key_frames, source_fps=src_fps)
 
     def analyze_image(self, path: str, key_frames: int) -> list:
         from detectors.clip import analyze_clip

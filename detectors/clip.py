@@ -10,6 +10,7 @@ workers never ask for them, so frames are never published.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Optional
 
 import numpy as np
@@ -28,15 +29,30 @@ def _pick(cands: list[tuple[int, np.ndarray, list[Detection]]], n: int) -> list[
     return [cands[i] for i in sorted(best)]
 
 
+def analysis_slot(t: float, fps: float) -> int:
+    """The analysis slot of stream time ``t`` at ``fps``: a worker analyses the first frame of each slot.
+
+    By stream time, not by frame count, so any source rate gives the same analysed
+    instants (the camera workers, offline analysis and uploads all sample with it).
+    """
+    return math.floor(t * fps + 1e-6)
+
+
 def analyze_frames(frames: Iterable[np.ndarray], cfg: Any, fps: float, *, clip_seconds: float = 2.0,
                    camera_id: str = "upload", key_frames: int = 0, analyzer: Any = None,
-                   detector: Any = None) -> list[ClipAnalysis]:
-    """One ClipAnalysis per ``clip_seconds`` of ``frames`` (BGR arrays at ``fps``)."""
+                   detector: Any = None, source_fps: Optional[float] = None) -> list[ClipAnalysis]:
+    """One ClipAnalysis per ``clip_seconds`` of ``frames`` (BGR arrays), analysed at ``fps``.
+
+    ``source_fps``: the frames' own rate; the frames are then sampled at ``fps`` by
+    :func:`analysis_slot`, as a camera worker samples its stream. Without it every
+    frame is analysed and taken to be ``1/fps`` apart.
+    """
     from detectors.analyzer import ClipAnalyzer
 
     if not fps > 0 or not clip_seconds > 0:
         raise ValueError(f"fps and clip_seconds must be positive (got {fps!r}, {clip_seconds!r})")
-    an = analyzer or ClipAnalyzer(cfg, camera_id, fps, detector=detector)
+    an = analyzer or ClipAnalyzer(cfg, camera_id, fps, detector=detector,
+                                  clip_seconds=clip_seconds if source_fps else None)
     out: list[ClipAnalysis] = []
     clip_index = 0
     cands: list[tuple[int, np.ndarray, list[Detection]]] = []
@@ -47,8 +63,14 @@ def analyze_frames(frames: Iterable[np.ndarray], cfg: Any, fps: float, *, clip_s
         ca.key_frames = _pick(cands, key_frames)
         out.append(ca)
 
+    last_slot = -1
     for i, frame in enumerate(frames):
-        t = i / fps
+        t = i / (source_fps or fps)
+        if source_fps:
+            slot = analysis_slot(t, fps)
+            if slot <= last_slot:
+                continue
+            last_slot = slot
         idx = int(t // clip_seconds)
         if idx != clip_index:
             close()

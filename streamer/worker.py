@@ -33,11 +33,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from prometheus_client import Counter, Gauge
 
 from detectors.analyzer import ClipAnalyzer
+from detectors.clip import analysis_slot
 from detectors.config import DetectorsConfig
 from detectors.types import ClipAnalysis
 from mapping.grid import Grid, GridError
@@ -110,8 +111,12 @@ class CameraWorker:
                  source: Optional[Source] = None, analyzer: Optional[ClipAnalyzer] = None,
                  origin: Optional[datetime] = None, replay: bool = False, run_id: str = "",
                  speed: Optional[float] = 1.0, status_interval_s: float = 2.0,
-                 stop_event: Optional[Any] = None, keep_event_ids: bool = False) -> None:
+                 stop_event: Optional[Any] = None, keep_event_ids: bool = False,
+                 on_clip: Optional[Callable[[int, ClipAnalysis, Any], None]] = None) -> None:
+        """``on_clip(clip_index, analysis, features)`` is called as each clip closes, before its event is
+        published (offline analysis and training read clips through it; see :mod:`streamer.offline`)."""
         self.camera = camera
+        self.on_clip = on_clip
         self.bus = bus
         self.grid = grid
         self.cell_id = camera_cell(grid, camera)
@@ -119,7 +124,7 @@ class CameraWorker:
             camera.source, masks=camera.masks, live=camera.live, speed=speed,
             open_timeout_s=camera.open_timeout_s, read_timeout_s=camera.read_timeout_s,
             watchdog_s=camera.watchdog_s, reconnect_max_s=camera.reconnect_max_s)
-        self.analyzer = analyzer or ClipAnalyzer(detectors, camera.id, camera.fps)
+        self.analyzer = analyzer or ClipAnalyzer(detectors, camera.id, camera.fps, clip_seconds=camera.clip_seconds)
         self.origin = origin
         self.replay = replay
         self.run_id = run_id
@@ -195,7 +200,7 @@ class CameraWorker:
                 if self._frame_dur is None:
                     nf = self.source.native_fps
                     self._frame_dur = 1.0 / nf if nf else 1.0 / fps
-                slot = math.floor(frame.t * fps + 1e-6)
+                slot = analysis_slot(frame.t, fps)
                 if slot <= self._last_slot:
                     continue  # same analysis slot as the last analysed frame
                 self._last_slot = slot
@@ -248,6 +253,8 @@ class CameraWorker:
         if clip is None or clip.frames == 0:
             return
         result: ClipAnalysis = self.analyzer.end_clip(clip.index)
+        if self.on_clip is not None:
+            self.on_clip(clip.index, result, self.analyzer.last_features)
         L = self.clip_seconds
         start_s = clip.index * L
         end_s = (clip.index + 1) * L
@@ -262,7 +269,7 @@ class CameraWorker:
             c = result.concept
             concept = schemas.ConceptResult(label=c.label, score=c.score, scores=c.scores, method=c.method,
                                             gmcp_objective=c.objective, window=c.window,
-                                            fallback_reason=c.fallback_reason)
+                                            fallback_reason=c.fallback_reason, uncertain=c.uncertain)
         event = schemas.IndicatorEvent(
             event_id=event_id(self.camera.id, clip.index, clip_start, self.run_id),
             camera_id=self.camera.id, cell_id=self.cell_id, clip_index=clip.index,
