@@ -315,6 +315,8 @@ def event_summary(e: IndicatorEvent) -> dict:
         "clip_start": e.clip_start.isoformat(), "clip_end": e.clip_end.isoformat(),
         "concept": c.label if c else None, "score": round(c.score, 4) if c else None,
         "method": c.method if c else None,
+        "uncertain": bool(c.uncertain) if c else False,  # abstained: normal, with the reason why
+        "reason": c.fallback_reason if c else None,
         "scores": {k: round(v, 4) for k, v in sorted((c.scores if c else {}).items(), key=lambda kv: -kv[1])[:5]},
         "persons": e.detections.max_counts.get("person", 0), "tracks": len(e.detections.tracks),
         "replay": e.replay,

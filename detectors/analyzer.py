@@ -48,11 +48,21 @@ def build_detector(cfg: Any) -> Detector:
     raise ValueError(f"unknown detector type {getattr(cfg, 'type', cfg)!r}")
 
 
+def detector_id(cfg: Any) -> str:
+    """What a concept model records as its detector: ``opencv`` or ``yolo:WEIGHTS-FILE-NAME:IMGSZ``."""
+    if getattr(cfg, "type", None) == "yolo":
+        from pathlib import Path
+
+        return f"yolo:{Path(cfg.weights).name}:{cfg.imgsz}"
+    return str(getattr(cfg, "type", "opencv"))
+
+
 class ClipAnalyzer:
     """Detections per frame, summaries per clip, for one camera."""
 
     def __init__(self, cfg: DetectorsConfig, camera_id: str, fps: float,
-                 detector: Optional[Detector] = None) -> None:
+                 detector: Optional[Detector] = None, clip_seconds: Optional[float] = None) -> None:
+        """``clip_seconds`` (the camera's) is checked against the concept model's training clips when given."""
         self.cfg = cfg
         self.camera_id = camera_id
         self.fps = float(fps)
@@ -60,7 +70,8 @@ class ClipAnalyzer:
         self._own_motion = None if hasattr(self.detector, "motion") else MotionEstimator()
         # one tracker and one concept stage (features -> scores -> GMCP window) per camera
         self.tracker = CameraTracker(camera_id, cfg.tracker, self.fps)
-        self.concepts = ConceptStage(cfg, self.fps)
+        self.concepts = ConceptStage(cfg, self.fps, clip_seconds=clip_seconds, detector_id=detector_id(cfg.detector),
+                                     detector_classes=getattr(self.detector, "classes", None))
         self.last_features: Optional[np.ndarray] = None  # the last clip's concept features (training reads them)
         self.frames_analysed = 0
         self._reset()

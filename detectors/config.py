@@ -43,6 +43,10 @@ class TrackerConfig(_Strict):
 
 class ConceptsConfig(_Strict):
     model: Optional[str] = Field(default=None, description="concept classifiers file (JSON); null = no concept stage")
+    disabled: list[str] = Field(default_factory=list, description="concepts never chosen on this deployment (e.g. "
+                                "those whose detector has no measured recall); their clips fall to the next best")
+    max_outside: int = Field(default=4, ge=1, description="abstain (label normal, uncertain) when this many clip "
+                             "features or more lie far outside the training clips' range")
 
 
 class GMCPConfig(_Strict):
@@ -57,6 +61,8 @@ class GMCPConfig(_Strict):
         "log P(b|a)/P(b), which drops the pull towards the commonest concept")
     decay: float = Field(default=0.3, gt=0, le=1, description="weight per clip of distance between two clips "
                          "beyond adjacent (1 = none)")
+    floor: float = Field(default=0.2, ge=0, lt=1, description="GMCP may move a clip only to a concept whose own "
+                         "score in that clip is at least this; otherwise the clip keeps its arg-max")
 
 
 class DetectorsConfig(_Strict):

@@ -106,6 +106,7 @@ class OpenCVDetector:
 
     name = MODEL_NAME
     version = MODEL_VERSION
+    classes: tuple[str, ...] = ("person",)
 
     def __init__(self, cfg: Optional[OpenCVDetectorConfig] = None, *,
                  full_frame_motion: float = 0.5, nms_iou: float = 0.4) -> None:

@@ -41,10 +41,11 @@ class ConceptLabel:
     label: str
     score: float
     scores: dict[str, float]
-    method: str  # "gmcp" | "argmax" | "argmax-fallback"
+    method: str  # "gmcp" | "argmax" | "argmax-fallback" | "abstain"
     objective: Optional[float] = None
     window: int = 1
-    fallback_reason: Optional[str] = None
+    fallback_reason: Optional[str] = None  # why GMCP was not used, or why the stage abstained
+    uncertain: bool = False  # abstained: the clip is unlike the training clips, or showed nothing
 
 
 @dataclass

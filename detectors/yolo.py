@@ -119,6 +119,7 @@ class YOLODetector:
         self.path = Path(weights)
         self.model = load_yolo(self.path)
         self.names: dict[int, str] = {int(k): str(v) for k, v in dict(self.model.names).items()}
+        self.classes: tuple[str, ...] = tuple(self.names.values())
         missing = [c for c in required if c not in self.names.values()]
         if missing:
             have = sorted(self.names.values())

@@ -84,10 +84,13 @@ class ConceptResult(_Model):
     label: str = Field(description="resolved concept, one of CONCEPTS")
     score: float = Field(description="detector score of the resolved concept for this clip")
     scores: dict[str, float] = Field(default_factory=dict, description="detector score per concept")
-    method: Literal["gmcp", "argmax", "argmax-fallback"] = "gmcp"
+    method: Literal["gmcp", "argmax", "argmax-fallback", "abstain"] = "gmcp"
     gmcp_objective: Optional[float] = None
     window: int = Field(default=1, ge=1, description="clips in the GMCP window that produced this label")
-    fallback_reason: Optional[str] = None
+    fallback_reason: Optional[str] = Field(default=None, description="why GMCP was not used, or why the "
+                                           "classifier abstained")
+    uncertain: bool = Field(default=False, description="the classifier abstained (no detections, or a clip unlike "
+                            "its training clips): label is normal and carries no evidence either way")
 
 
 class IndicatorEvent(_Model):

@@ -215,10 +215,12 @@
   }
 
   // -- events ------------------------------------------------------------------------------------
+  // an abstained clip is "normal (uncertain)": the classifier saw nothing it was trained for
+  function conceptText(e) { return e.concept ? (e.uncertain ? `${e.concept} (uncertain)` : e.concept) : "—"; }
   function eventRow(e) {
     const tr = h("tr", { "data-event-id": e.event_id, "data-cell-id-ref": e.cell_id || "", title: e.cell_id ? "show this cell" : null },
       h("td", {}, fmtTime(e.clip_end)), h("td", {}, e.camera_id), h("td", {}, e.cell_id || "—"),
-      h("td", {}, e.concept || "—"), h("td", {}, fmt(e.score)));
+      h("td", { title: e.reason || null }, conceptText(e)), h("td", {}, fmt(e.score)));
     if (e.cell_id && S.cells.has(e.cell_id)) tr.addEventListener("click", () => selectCell(e.cell_id));
     return tr;
   }
@@ -326,7 +328,7 @@
     // events
     kids.push(h("h3", {}, "Recent indicator events"));
     const et = h("tbody", { id: "cell-events" });
-    for (const e of d.events) et.append(h("tr", {}, h("td", {}, fmtTime(e.clip_end)), h("td", {}, e.camera_id), h("td", {}, e.concept || "—"), h("td", {}, e.method || "—"),
+    for (const e of d.events) et.append(h("tr", {}, h("td", {}, fmtTime(e.clip_end)), h("td", {}, e.camera_id), h("td", { title: e.reason || null }, conceptText(e)), h("td", {}, e.method || "—"),
       h("td", {}, Object.entries(e.scores).slice(0, 3).map(([k, v]) => `${k} ${fmt(v)}`).join(", "))));
     kids.push(h("table", { class: "data" }, h("thead", {}, h("tr", {}, h("th", {}, "time"), h("th", {}, "camera"), h("th", {}, "GMCP label"), h("th", {}, "method"), h("th", {}, "scores"))), et));
     box.replaceChildren(...kids);

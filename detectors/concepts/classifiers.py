@@ -1,84 +1,107 @@
-"""One binary classifier per concept, saved as plain JSON; the scorer gives each clip a confidence per concept.
+"""Concept classifier: gradient-boosted trees over clip features, saved as plain JSON.
 
-Training (:func:`train_concept_model`) fits, for every concept of the vocabulary,
-a scikit-learn logistic regression (class-balanced, L2) one-vs-rest on the clip
-feature vectors after a fixed transform (signed ``log1p``, then standardisation).
-Logistic regression gives probabilities directly; with balanced class weights they
-are pulled towards 0.5 for rare concepts, so a per-concept Platt rescaling
-(sigmoid of ``a * margin + b``, fitted on cross-validated margins) restores their
-calibration, which GMCP's edge weights rely on.
-Alternatively (``link="softmax"``, ``concepts train --link softmax``) one
-multinomial logistic regression over all concepts with a fitted temperature; on
-the validation seed it lost to the one-vs-rest default (detectors/models/README.md).
+Training (:func:`train_concept_model`) fits one multiclass scikit-learn
+``HistGradientBoostingClassifier`` (softmax over the concepts seen in training,
+early stopping on a held-out tenth, class weights that lift rare concepts part of
+the way towards the common ones) on the clip feature vectors. Trees capture what a
+linear model cannot: "fast *and* close *and* after contact".
 
-The file holds only numbers and names (``format``, feature definition and names,
-the transform, scaler mean/scale, per concept weights, bias and Platt pair, the
-concept vocabulary): :meth:`ConceptModel.load` reads it with ``json`` and
-validates it with pydantic, so no pickle and no code is ever loaded.
+The file holds only numbers and names (no pickle, no code): the trees flattened
+into arrays (feature, threshold, children, leaf value; one tree per boosting round
+and class), the baseline logits, the concept vocabulary, and what the model needs
+to know about the data it saw:
+
+* ``analysis``: the analysis rate, clip length and detector it was trained with;
+  :meth:`ConceptModel.check_analysis` refuses a camera configured otherwise, since
+  speeds, accelerations and shares change with them.
+* ``ranges``: per feature, the central range of the training clips; a clip with
+  many features far outside it is out of distribution, and the concept stage
+  abstains instead of extrapolating (:meth:`ConceptModel.outside`).
+
+:meth:`ConceptModel.scores` evaluates all trees at once with numpy (a test checks
+it against scikit-learn's own ``predict_proba``).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from detectors.concepts.features import FEATURE_NAMES, FEATURE_VERSION
 
-FORMAT = "imminence.concept-classifiers/1"
+FORMAT = "imminence.concept-classifiers/2"
 
 
 class ConceptModelError(ValueError):
     """A concept model file that cannot be used, or training data that cannot train one."""
 
 
-class _ConceptEntry(BaseModel):
+class AnalysisSpec(BaseModel):
+    """How the training clips were cut and analysed; serving must match."""
+
     model_config = ConfigDict(extra="forbid")
-    weights: list[float]
-    bias: float
-    platt_a: float = 1.0
-    platt_b: float = 0.0
-    positives: int = Field(ge=0, description="training clips labelled with the concept")
-    trained: bool = Field(description="false when the training set had no positive (score = prior)")
+    fps: float = Field(gt=0, description="analysis rate, frames per second")
+    clip_seconds: float = Field(gt=0)
+    detector: str = Field(description="detector type and weights file name, e.g. 'yolo:scene-yolov8n-320.pt'")
 
 
-class ConceptModelFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    format: str = FORMAT
-    feature_version: str
-    feature_names: list[str]
-    transform: str = "signed-log1p"
-    link: Literal["sigmoid", "softmax"] = Field(
-        default="sigmoid", description="sigmoid: independent one-vs-rest probabilities (Platt pair per concept); "
-        "softmax: one multinomial model over all concepts (platt_a is the shared inverse temperature)")
-    mean: list[float]
-    scale: list[float]
-    concepts: list[str] = Field(min_length=2)
-    classifiers: dict[str, _ConceptEntry]
-    trained_on: dict[str, object] = Field(default_factory=dict)
+class Trees(BaseModel):
+    """All trees flattened: node arrays, plus each tree's root node and class."""
+
+    model_config = ConfigDict(extra="forbid")
+    feature: list[int]
+    threshold: list[float]
+    left: list[int]
+    right: list[int]
+    missing_left: list[bool]
+    leaf: list[bool]
+    value: list[float]
+    roots: list[int]
+    tree_class: list[int]
+    depth: int = Field(ge=0)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ConceptModelFile":
-        n = len(self.feature_names)
-        if len(self.mean) != n or len(self.scale) != n:
-            raise ValueError(f"mean/scale have {len(self.mean)}/{len(self.scale)} entries for {n} features")
-        if set(self.classifiers) != set(self.concepts):
-            raise ValueError(f"classifiers {sorted(self.classifiers)} do not match concepts {sorted(self.concepts)}")
-        for c, e in self.classifiers.items():
-            if len(e.weights) != n:
-                raise ValueError(f"classifier {c!r} has {len(e.weights)} weights for {n} features")
+    def _consistent(self) -> "Trees":
+        n = len(self.feature)
+        if not all(len(a) == n for a in (self.threshold, self.left, self.right, self.missing_left, self.leaf,
+                                         self.value)):
+            raise ValueError("node arrays differ in length")
+        if len(self.roots) != len(self.tree_class):
+            raise ValueError("roots and tree_class differ in length")
+        if n and (max(self.roots, default=0) >= n or max(self.left) >= n or max(self.right) >= n):
+            raise ValueError("a node index points past the node arrays")
         return self
 
 
-def transform(X: np.ndarray) -> np.ndarray:
-    """Signed log1p: tames heavy-tailed speeds, counts and durations."""
-    return np.sign(X) * np.log1p(np.abs(X))
+class ConceptModelFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: str = FORMAT
+    feature_version: str
+    feature_names: list[str]
+    concepts: list[str] = Field(min_length=2)
+    classes: list[str] = Field(min_length=2, description="concepts seen in training, in logit order")
+    positives: dict[str, int] = Field(description="training clips per concept")
+    baseline: list[float]
+    trees: Trees
+    analysis: AnalysisSpec
+    ranges: dict[str, list[float]] = Field(description="feature -> [lo, hi] central range of the training clips")
+    trained_on: dict[str, Any] = Field(default_factory=dict)
 
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+    @model_validator(mode="after")
+    def _consistent(self) -> "ConceptModelFile":
+        if not set(self.classes) <= set(self.concepts):
+            raise ValueError(f"classes {self.classes} are not all in concepts {self.concepts}")
+        if len(self.baseline) != len(self.classes):
+            raise ValueError(f"{len(self.baseline)} baseline logits for {len(self.classes)} classes")
+        if any(c < 0 or c >= len(self.classes) for c in self.trees.tree_class):
+            raise ValueError("a tree's class index is out of range")
+        if set(self.ranges) != set(self.feature_names) or any(len(v) != 2 for v in self.ranges.values()):
+            raise ValueError("ranges must give [lo, hi] for every feature")
+        return self
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -98,36 +121,84 @@ class ConceptModel:
                 f"this code computes {FEATURE_VERSION!r} ({len(FEATURE_NAMES)}): retrain with `imminence concepts train`")
         self.spec = spec
         self.concepts: list[str] = list(spec.concepts)
-        self.mean = np.asarray(spec.mean)
-        self.scale = np.where(np.asarray(spec.scale) > 0, np.asarray(spec.scale), 1.0)
-        self.W = np.array([spec.classifiers[c].weights for c in self.concepts])  # k x d
-        self.b = np.array([spec.classifiers[c].bias for c in self.concepts])
-        self.pa = np.array([spec.classifiers[c].platt_a for c in self.concepts])
-        self.pb = np.array([spec.classifiers[c].platt_b for c in self.concepts])
+        t = spec.trees
+        self._feat = np.asarray(t.feature, dtype=np.int64)
+        self._thr = np.asarray(t.threshold, dtype=np.float64)
+        self._left = np.asarray(t.left, dtype=np.int64)
+        self._right = np.asarray(t.right, dtype=np.int64)
+        self._mleft = np.asarray(t.missing_left, dtype=bool)
+        self._leaf = np.asarray(t.leaf, dtype=bool)
+        self._value = np.asarray(t.value, dtype=np.float64)
+        self._roots = np.asarray(t.roots, dtype=np.int64)
+        self._tree_class = np.asarray(t.tree_class, dtype=np.int64)
+        self._depth = int(t.depth)
+        self._baseline = np.asarray(spec.baseline, dtype=np.float64)
+        self._cols = np.array([self.concepts.index(c) for c in spec.classes])
+        self._lo = np.array([spec.ranges[n][0] for n in FEATURE_NAMES])
+        self._hi = np.array([spec.ranges[n][1] for n in FEATURE_NAMES])
 
     @property
     def version(self) -> str:
         return f"concepts:{self.spec.feature_version}:{self.spec.trained_on.get('digest', 'untracked')}"
 
-    def margins(self, X: np.ndarray) -> np.ndarray:
+    @property
+    def analysis(self) -> AnalysisSpec:
+        return self.spec.analysis
+
+    def check_analysis(self, fps: float, clip_seconds: float, detector: str) -> None:
+        """Refuse a camera whose analysis differs from the training clips' (rate, clip length, detector)."""
+        a = self.spec.analysis
+        problems = []
+        if abs(a.fps - fps) > 1e-6:
+            problems.append(f"analysis rate {fps:g} fps (trained at {a.fps:g})")
+        if abs(a.clip_seconds - clip_seconds) > 1e-6:
+            problems.append(f"clips of {clip_seconds:g} s (trained on {a.clip_seconds:g} s)")
+        if a.detector != detector:
+            problems.append(f"detector {detector!r} (trained with {a.detector!r})")
+        if problems:
+            raise ConceptModelError(
+                "concept model does not fit this camera: " + "; ".join(problems)
+                + ": set the camera's fps/clip_seconds and the detector to the model's, or train a model for them "
+                  "with `imminence concepts train`")
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        """Raw boosted scores, shape (n, classes seen in training)."""
         X = np.atleast_2d(np.asarray(X, dtype=np.float64))
         if X.shape[1] != len(FEATURE_NAMES):
             raise ConceptModelError(f"feature vectors have {X.shape[1]} columns; expected {len(FEATURE_NAMES)}")
-        Z = (transform(X) - self.mean) / self.scale
-        return Z @ self.W.T + self.b
+        n = X.shape[0]
+        node = np.broadcast_to(self._roots, (n, len(self._roots))).copy()  # one walker per (clip, tree)
+        rows = np.arange(n)[:, None]
+        for _ in range(self._depth):
+            leaf = self._leaf[node]
+            if leaf.all():
+                break
+            x = X[rows, self._feat[node]]
+            go_left = np.where(np.isnan(x), self._mleft[node], x <= self._thr[node])
+            node = np.where(leaf, node, np.where(go_left, self._left[node], self._right[node]))
+        out = np.tile(self._baseline, (n, 1))
+        np.add.at(out.T, self._tree_class, self._value[node].T)
+        return out
 
     def scores(self, X: np.ndarray) -> np.ndarray:
-        """Calibrated probability of each concept for each clip, shape (n, k)."""
-        z = self.pa * self.margins(X) + self.pb
-        if self.spec.link == "softmax":
-            return _softmax(z)
-        return _sigmoid(z)
+        """Probability of each concept for each clip, shape (n, k); concepts never seen in training get 0."""
+        p = _softmax(self.logits(X))
+        out = np.zeros((p.shape[0], len(self.concepts)))
+        out[:, self._cols] = p
+        return out
 
     def score_dict(self, x: np.ndarray) -> dict[str, float]:
         return {c: float(s) for c, s in zip(self.concepts, self.scores(x)[0])}
 
+    def outside(self, x: np.ndarray) -> list[str]:
+        """Features of one clip outside the training clips' central range (widened by half its width)."""
+        x = np.asarray(x, dtype=np.float64).ravel()
+        span = self._hi - self._lo
+        bad = (x < self._lo - 0.5 * span - 1e-9) | (x > self._hi + 0.5 * span + 1e-9)
+        return [FEATURE_NAMES[i] for i in np.flatnonzero(bad)]
+
     def to_json(self) -> str:
-        return self.spec.model_dump_json(indent=1)
+        return self.spec.model_dump_json()
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -139,11 +210,16 @@ class ConceptModel:
     def load(cls, path: str | Path) -> "ConceptModel":
         path = Path(path)
         try:
-            obj = json.loads(path.read_text())
+            text = path.read_text()
         except OSError as exc:
             raise ConceptModelError(f"concept model {str(path)!r}: cannot read: {exc.strerror}") from None
+        try:
+            obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConceptModelError(f"concept model {str(path)!r}: not JSON: {exc}") from None
+        if isinstance(obj, dict) and obj.get("format") != FORMAT:
+            raise ConceptModelError(f"concept model {str(path)!r}: format {obj.get('format')!r}; this code reads "
+                                    f"{FORMAT!r}: retrain with `imminence concepts train`")
         try:
             spec = ConceptModelFile.model_validate(obj)
         except ValidationError as exc:
@@ -155,73 +231,45 @@ class ConceptModel:
             raise ConceptModelError(f"{path}: {exc}") from None
 
 
-def _platt(margins: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Fit sigmoid(a*m + b) to labels (Platt 1999, with his target smoothing)."""
-    from sklearn.linear_model import LogisticRegression
-
-    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
-    if n_pos == 0 or n_neg == 0:
-        return 1.0, 0.0
-    lr = LogisticRegression(C=1e4).fit(margins.reshape(-1, 1), y)
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
-
-
-def _temperature(logits: np.ndarray, y: np.ndarray) -> float:
-    """Inverse temperature a minimising the cross-validated log loss of softmax(a * logits)."""
-    from scipy.optimize import minimize_scalar
-
-    def nll(log_a: float) -> float:
-        p = _softmax(np.exp(log_a) * logits)
-        return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
-
-    return float(np.exp(minimize_scalar(nll, bounds=(-4.0, 3.0), method="bounded").x))
-
-
-def _train_softmax(Zs: np.ndarray, y_all: np.ndarray, concepts: Sequence[str], C: float, folds: int, seed: int,
-                   balanced: bool) -> tuple[dict[str, "_ConceptEntry"], float]:
-    """One multinomial logistic regression over the concepts seen; unseen ones get a Laplace-prior bias."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    seen = [c for c in concepts if (y_all == c).any()]
-    idx = {c: i for i, c in enumerate(seen)}
-    y = np.array([idx[v] for v in y_all])
-    make = lambda: LogisticRegression(C=C, class_weight="balanced" if balanced else None, max_iter=3000)  # noqa: E731
-    clf = make().fit(Zs, y)
-    k = min(folds, int(np.bincount(y).min()))
-    a = 1.0
-    if k >= 2:
-        cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-        logits = cross_val_predict(make(), Zs, y, cv=cv, method="decision_function")
-        a = _temperature(logits, y)
-    entries: dict[str, _ConceptEntry] = {}
-    low = float(clf.intercept_.min()) - np.log(len(y) + 2)  # never seen: far below every trained concept
-    for c in concepts:
-        if c in idx:
-            i = idx[c]
-            entries[c] = _ConceptEntry(weights=clf.coef_[i].tolist(), bias=float(clf.intercept_[i]), platt_a=a,
-                                       platt_b=0.0, positives=int((y == i).sum()), trained=True)
-        else:
-            entries[c] = _ConceptEntry(weights=[0.0] * Zs.shape[1], bias=low / max(a, 1e-6), platt_a=a,
-                                       platt_b=0.0, positives=0, trained=False)
-    return entries, a
+def _flatten(clf: Any, n_classes: int) -> tuple[Trees, list[float]]:
+    """The fitted HistGradientBoostingClassifier's trees as flat arrays (thresholds on raw feature values)."""
+    feat, thr, left, right, mleft, leaf, value, roots, tree_class = ([] for _ in range(9))
+    depth = 0
+    for per_iter in clf._predictors:  # noqa: SLF001 - the fitted trees; sklearn has no public export
+        for k, pred in enumerate(per_iter):
+            nodes = pred.nodes
+            off = len(feat)
+            roots.append(off)
+            tree_class.append(k if n_classes > 2 else 0)
+            depth = max(depth, int(nodes["depth"].max()) + 1)
+            for nd in nodes:
+                is_leaf = bool(nd["is_leaf"])
+                feat.append(int(nd["feature_idx"]) if not is_leaf else 0)
+                thr.append(float(nd["num_threshold"]) if not is_leaf else 0.0)
+                left.append(off + int(nd["left"]) if not is_leaf else off)
+                right.append(off + int(nd["right"]) if not is_leaf else off)
+                mleft.append(bool(nd["missing_go_to_left"]))
+                leaf.append(is_leaf)
+                value.append(float(nd["value"]) if is_leaf else 0.0)
+    base = np.asarray(clf._baseline_prediction, dtype=float).ravel()  # noqa: SLF001
+    return (Trees(feature=feat, threshold=thr, left=left, right=right, missing_left=mleft, leaf=leaf, value=value,
+                  roots=roots, tree_class=tree_class, depth=depth), base.tolist())
 
 
-def train_concept_model(X: np.ndarray, labels: Sequence[str], concepts: Sequence[str], *, C: float = 0.5,
-                        folds: int = 4, seed: int = 0, meta: Optional[dict] = None,
-                        link: str = "sigmoid", balanced: bool = True) -> ConceptModel:
-    """Fit calibrated concept classifiers from clip features and ground-truth labels.
+def train_concept_model(X: np.ndarray, labels: Sequence[str], concepts: Sequence[str], *,
+                        analysis: AnalysisSpec | dict, seed: int = 0, max_iter: int = 300,
+                        learning_rate: float = 0.08, max_leaf_nodes: int = 15, l2: float = 1.0,
+                        balance: float = 0.5, meta: Optional[dict] = None) -> ConceptModel:
+    """Fit the gradient-boosted concept classifier on clip features and ground-truth labels.
 
-    ``link="sigmoid"``: one class-balanced binary classifier per concept with a
-    Platt pair each; ``"softmax"``: one multinomial model over all concepts
-    (class-balanced when ``balanced``) with a temperature fitted on
-    cross-validated logits, so the scores of a clip sum to one.
+    ``balance`` in [0, 1]: class weights ``(n_max / n_c) ** balance`` (0 = none,
+    1 = fully balanced); half-way keeps the scores close to calibrated while rare
+    concepts still count.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
     X = np.asarray(X, dtype=np.float64)
-    labels = list(labels)
+    labels = [str(v) for v in labels]
     if X.ndim != 2 or X.shape[1] != len(FEATURE_NAMES):
         raise ConceptModelError(f"training features must be (n, {len(FEATURE_NAMES)}); got {X.shape}")
     if len(labels) != len(X):
@@ -229,42 +277,29 @@ def train_concept_model(X: np.ndarray, labels: Sequence[str], concepts: Sequence
     unknown = sorted(set(labels) - set(concepts))
     if unknown:
         raise ConceptModelError(f"labels {unknown} are not in the concept vocabulary {list(concepts)}")
-    if len(set(labels)) < 2:
-        raise ConceptModelError(f"training clips carry {len(set(labels))} distinct concept(s); need at least 2")
-    Z = transform(X)
-    mean, scale = Z.mean(axis=0), Z.std(axis=0)
-    scale = np.where(scale > 1e-9, scale, 1.0)
-    Zs = (Z - mean) / scale
-    y_all = np.asarray(labels)
-    if link not in ("sigmoid", "softmax"):
-        raise ConceptModelError(f"link must be 'sigmoid' or 'softmax', got {link!r}")
-    entries: dict[str, _ConceptEntry] = {}
-    if link == "softmax":
-        entries, _ = _train_softmax(Zs, y_all, concepts, C, folds, seed, balanced)
-    for c in (concepts if link == "sigmoid" else ()):
-        y = (y_all == c).astype(int)
-        pos = int(y.sum())
-        if pos == 0:
-            prior = 1.0 / (len(X) + 2)  # Laplace: never seen, almost never predicted
-            entries[c] = _ConceptEntry(weights=[0.0] * Zs.shape[1], bias=float(np.log(prior / (1 - prior))),
-                                       positives=0, trained=False)
-            continue
-        clf = LogisticRegression(C=C, class_weight="balanced", max_iter=2000)
-        clf.fit(Zs, y)
-        k = min(folds, pos, len(y) - pos)
-        if k >= 2:
-            cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-            m = cross_val_predict(LogisticRegression(C=C, class_weight="balanced", max_iter=2000), Zs, y, cv=cv,
-                                  method="decision_function")
-            a, b = _platt(m, y)
-        else:
-            a, b = 1.0, 0.0
-        entries[c] = _ConceptEntry(weights=clf.coef_[0].tolist(), bias=float(clf.intercept_[0]), platt_a=a,
-                                   platt_b=b, positives=pos, trained=True)
-    import hashlib
-
+    classes = [c for c in concepts if c in set(labels)]
+    if len(classes) < 2:
+        raise ConceptModelError(f"training clips carry {len(classes)} distinct concept(s); need at least 2")
+    counts = {c: labels.count(c) for c in classes}
+    top = max(counts.values())
+    weights = np.array([(top / counts[v]) ** balance for v in labels])
+    y = np.array([classes.index(v) for v in labels])
+    clf = HistGradientBoostingClassifier(
+        learning_rate=learning_rate, max_iter=max_iter, max_leaf_nodes=max_leaf_nodes, l2_regularization=l2,
+        early_stopping=len(X) >= 200, validation_fraction=0.1, n_iter_no_change=15, random_state=seed)
+    clf.fit(X, y, sample_weight=weights)
+    trees, base = _flatten(clf, len(classes))
+    if len(classes) == 2:  # binary: one logit for class 1; make it a two-column softmax
+        trees = trees.model_copy(update={"tree_class": [1] * len(trees.roots)})
+        base = [0.0, base[0]]
+    lo, hi = np.percentile(X, 1, axis=0), np.percentile(X, 99, axis=0)
     digest = hashlib.sha256(np.ascontiguousarray(X).tobytes() + "|".join(labels).encode()).hexdigest()[:12]
-    spec = ConceptModelFile(feature_version=FEATURE_VERSION, feature_names=list(FEATURE_NAMES),
-                            mean=mean.tolist(), scale=scale.tolist(), concepts=list(concepts), link=link,
-                            classifiers=entries, trained_on={"clips": len(X), "digest": digest, **(meta or {})})
-    return ConceptModel(spec)
+    spec = ConceptModelFile(
+        feature_version=FEATURE_VERSION, feature_names=list(FEATURE_NAMES), concepts=list(concepts),
+        classes=classes, positives={c: counts.get(c, 0) for c in concepts}, baseline=base, trees=trees,
+        analysis=AnalysisSpec.model_validate(analysis),
+        ranges={n: [float(a), float(b)] for n, a, b in zip(FEATURE_NAMES, lo, hi)},
+        trained_on={"clips": len(X), "digest": digest, "rounds": int(clf.n_iter_), **(meta or {})})
+    model = ConceptModel(spec)
+    model.sklearn = clf  # kept for the test that checks the JSON trees against scikit-learn
+    return model

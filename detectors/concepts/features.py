@@ -4,6 +4,9 @@ A :class:`ClipFeatures` accumulator is fed every analysed frame of one camera
 (frame, tracked detections, stream time) and hands out one fixed-length vector per
 clip (:data:`FEATURE_NAMES`, definition :data:`FEATURE_VERSION`). Groups:
 
+* **presence** as shares, never raw counts (a crowd must not look like a crime):
+  share of frames with a person, with two or more; share of tracks standing about
+  and running.
 * **track kinematics** of people: speed, acceleration and heading change, measured
   in body heights per second (the box height makes them independent of distance to
   the camera and of resolution); dwell time (age of tracks still present), how
@@ -14,12 +17,14 @@ clip (:data:`FEATURE_NAMES`, definition :data:`FEATURE_VERSION`). Groups:
   contact (fleeing).
 * **motion energy**: dense optical flow (``cv2.calcOpticalFlowFarneback``) on frames
   downscaled to ``flow_width`` pixels, over the whole frame and inside person boxes
-  (violent movement moves limbs more than it moves the box).
+  (violent movement moves limbs more than it moves the box), in body heights per
+  second (the camera's running median person height), so zoom and resolution cancel.
 * **objects near people**: bags, weapons and vehicles (by class-name families, so any
   detector's names map), near a person, and a bag changing its nearest person.
-* **tampering signs**: sudden global brightness change, darkness, low contrast, blur
-  (Laplacian variance against the camera's running baseline), scene change
-  (histogram distance to the previous frame and to the running baseline), and people
+* **tampering signs**, all against the camera's own running baseline so that a dark
+  or low-contrast camera is not a tampered one: brightness and contrast drops
+  (log ratios), sudden brightness change, blur (Laplacian variance), scene change
+  (histogram distance to the previous frame and to the baseline), and people
   vanishing all at once.
 
 Track history survives clip boundaries (dwell needs it) and is capped in count and age.
@@ -35,7 +40,7 @@ import numpy as np
 
 from detectors.types import Detection
 
-FEATURE_VERSION = "imminence.clip-features/1"
+FEATURE_VERSION = "imminence.clip-features/2"
 
 #: class-name families; any detector class containing one of these words joins the family
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -46,7 +51,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 
 FEATURE_NAMES: tuple[str, ...] = (
     # people and kinematics
-    "people_mean", "people_max", "tracks_in_clip",
+    "person_share", "pair_share", "slow_share", "fast_share",
     "speed_mean", "speed_max_track", "speed_p95", "accel_p95", "heading_change_mean", "heading_change_max",
     "dwell_max_s", "dwell_slow_max_s", "straightness_min",
     "exit_count", "exit_speed_max", "exit_dwell_max_s",
@@ -59,12 +64,13 @@ FEATURE_NAMES: tuple[str, ...] = (
     "weapon_present", "weapon_near_person",
     "vehicle_present", "vehicle_near_person", "vehicle_speed_max",
     # tampering
-    "brightness_jump_max", "brightness_min", "contrast_min", "blur_drop_max", "hist_jump_max",
+    "brightness_jump_max", "brightness_drop_max", "contrast_drop_max", "blur_drop_max", "hist_jump_max",
     "hist_baseline_max", "people_vanish",
 )
 
 _BORDER = 0.06  # share of width/height counted as the border zone
 _SLOW = 0.5  # body heights per second: "standing about"
+_FAST = 1.5  # body heights per second: running
 _CONTACT = 0.6  # centre distance in body heights counted as contact
 
 
@@ -108,6 +114,9 @@ class ClipFeatures:
         self._prev_people = 0
         self._base_hist: Optional[np.ndarray] = None
         self._base_lap: Optional[float] = None
+        self._base_bright: Optional[float] = None
+        self._base_contrast: Optional[float] = None
+        self._heights: deque[float] = deque(maxlen=200)  # recent person heights, flow-frame pixels
         self._bag_owner: dict[int | str, int | str] = {}
         self._start_clip()
 
@@ -125,8 +134,8 @@ class ClipFeatures:
         self.fam_near = {f: 0 for f in FAMILIES}
         self.bag_owner_changes = 0
         self.bright_jumps: list[float] = []
-        self.bright: list[float] = []
-        self.contrast: list[float] = []
+        self.bright_drop: list[float] = []
+        self.contrast_drop: list[float] = []
         self.blur_drop: list[float] = []
         self.hist_jump: list[float] = []
         self.hist_base: list[float] = []
@@ -245,11 +254,14 @@ class ClipFeatures:
         scale = self.flow_width / float(w)
         small = cv2.resize(frame, (self.flow_width, max(8, int(round(h * scale)))), interpolation=cv2.INTER_AREA)
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        bright = float(gray.mean()) / 255.0
-        self.bright.append(bright)
-        self.contrast.append(float(gray.std()) / 255.0)
+        bright = max(float(gray.mean()) / 255.0, 1e-3)
+        contrast = max(float(gray.std()) / 255.0, 1e-3)
+        if self._base_bright is not None:
+            # drops against the camera's own slow baseline: a dark camera is not a covered one
+            self.bright_drop.append(max(0.0, math.log(self._base_bright / bright)))
+            self.contrast_drop.append(max(0.0, math.log(self._base_contrast / contrast)))
         if self._prev_bright is not None:
-            self.bright_jumps.append(abs(bright - self._prev_bright))
+            self.bright_jumps.append(abs(math.log(bright / self._prev_bright)))
         self._prev_bright = bright
         lap = float(cv2.Laplacian(gray, cv2.CV_64F).var())
         if self._base_lap is not None:
@@ -260,9 +272,12 @@ class ClipFeatures:
             self.hist_jump.append(float(cv2.compareHist(self._prev_hist, hist, cv2.HISTCMP_BHATTACHARYYA)))
         if self._base_hist is not None:
             self.hist_base.append(float(cv2.compareHist(self._base_hist, hist, cv2.HISTCMP_BHATTACHARYYA)))
+        for p in persons:  # the camera's typical body height, the unit of every motion feature
+            self._heights.append((p.xyxy[3] - p.xyxy[1]) * scale)
         if self.flow and self._prev_gray is not None and self._prev_gray.shape == gray.shape:
             flow = cv2.calcOpticalFlowFarneback(self._prev_gray, gray, None, 0.5, 2, 9, 2, 5, 1.1, 0)
-            mag = np.hypot(flow[..., 0], flow[..., 1]) * (self.fps / self.flow_width)  # frame widths per second
+            body = float(np.median(self._heights)) if self._heights else 0.3 * gray.shape[0]
+            mag = np.hypot(flow[..., 0], flow[..., 1]) * (self.fps / max(body, 1.0))  # body heights per second
             self.flow_mean.append(float(mag.mean()))
             self.flow_p95.append(float(np.percentile(mag, 95)))
             inside = []
@@ -276,8 +291,11 @@ class ClipFeatures:
         self._prev_gray = gray
         self._prev_hist = hist
         # slow baselines of the scene: a covered or defocused lens departs from them
-        self._base_hist = hist.copy() if self._base_hist is None else 0.98 * self._base_hist + 0.02 * hist
-        self._base_lap = lap if self._base_lap is None else 0.98 * self._base_lap + 0.02 * lap
+        a = 0.02
+        self._base_hist = hist.copy() if self._base_hist is None else (1 - a) * self._base_hist + a * hist
+        self._base_lap = lap if self._base_lap is None else (1 - a) * self._base_lap + a * lap
+        self._base_bright = bright if self._base_bright is None else (1 - a) * self._base_bright + a * bright
+        self._base_contrast = contrast if self._base_contrast is None else (1 - a) * self._base_contrast + a * contrast
 
     # ------------------------------------------------------------------ reading
     def end_clip(self) -> np.ndarray:
@@ -291,8 +309,9 @@ class ClipFeatures:
         n = max(self.frames, 1)
         start = self.clip_start if self.clip_start is not None else self.now
         if self.people:
-            f["people_mean"] = float(np.mean(self.people))
-            f["people_max"] = float(np.max(self.people))
+            people = np.asarray(self.people)
+            f["person_share"] = float(np.mean(people >= 1))
+            f["pair_share"] = float(np.mean(people >= 2))
         speeds_all, accels_all, track_means, turns = [], [], [], []
         dwell, dwell_slow, straight = 0.0, 0.0, []
         n_tracks = 0
@@ -322,7 +341,9 @@ class ClipFeatures:
                 path = float(np.sum(np.hypot(np.diff([s[1] for s in hist]), np.diff([s[2] for s in hist]))))
                 net = math.hypot(hist[-1][1] - hist[0][1], hist[-1][2] - hist[0][2])
                 straight.append(net / path if path > 1e-6 else 0.0)
-        f["tracks_in_clip"] = float(n_tracks)
+        if track_means:
+            f["slow_share"] = float(np.mean(np.asarray(track_means) < _SLOW))
+            f["fast_share"] = float(np.mean(np.asarray(track_means) > _FAST))
         if speeds_all:
             f["speed_mean"] = float(np.mean(speeds_all))
             f["speed_p95"] = float(np.percentile(speeds_all, 95))
@@ -336,7 +357,7 @@ class ClipFeatures:
         f["dwell_slow_max_s"] = dwell_slow
         f["straightness_min"] = float(min(straight)) if straight else 1.0
         if self.exits:
-            f["exit_count"] = float(len(self.exits))
+            f["exit_count"] = float(min(len(self.exits), 3))  # capped: a crowd leaving is not three crimes
             f["exit_speed_max"] = float(max(e[0] for e in self.exits))
             f["exit_dwell_max_s"] = float(max(e[1] for e in self.exits))
         self._pair_features(f)
@@ -356,11 +377,8 @@ class ClipFeatures:
         f["vehicle_near_person"] = self.fam_near["vehicle"] / n
         f["bag_speed_max"] = self._family_speed("bag", start)
         f["vehicle_speed_max"] = self._family_speed("vehicle", start)
-        if self.bright:
-            f["brightness_min"] = float(min(self.bright))
-            f["contrast_min"] = float(min(self.contrast))
-        else:
-            f["brightness_min"] = f["contrast_min"] = 0.5  # unknown: neutral
+        f["brightness_drop_max"] = float(max(self.bright_drop, default=0.0))
+        f["contrast_drop_max"] = float(max(self.contrast_drop, default=0.0))
         f["brightness_jump_max"] = float(max(self.bright_jumps, default=0.0))
         f["blur_drop_max"] = float(max(self.blur_drop, default=0.0))
         f["hist_jump_max"] = float(max(self.hist_jump, default=0.0))

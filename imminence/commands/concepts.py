@@ -4,13 +4,14 @@
     imminence concepts evaluate HELDOUT --model artifacts/concepts/concepts.json \\
         --cooccurrence artifacts/concepts/cooccurrence.json [--out artifacts/concepts/eval]
 
-Both read a replayable dataset with ground truth (``streamer.dataset``), decode
-every video with OpenCV at its analysis rate, and run each camera through a
-:class:`detectors.analyzer.ClipAnalyzer` exactly as a worker does (detector,
-per-camera tracker, clip features, and for ``evaluate`` the concept scores and
-the GMCP window). Clips are cut every ``clip_seconds`` of the ground truth.
+Both read one or more replayable datasets with ground truth (``streamer.dataset``)
+and run each camera through the camera worker's own path
+(:func:`streamer.offline.analyse_dataset`: the same decoding, sampling at the
+analysis rate ``--fps``, clip cutting, detector, tracker, features, and for
+``evaluate`` the concept scores, evidence gating and GMCP window).
 
-``train`` fits one binary classifier per concept on the clip features and learns
+``train`` fits the gradient-boosted concept classifier on the clip features
+(recording the analysis rate, clip length and detector it was trained with) and learns
 the co-occurrence matrix P(b | a) from the ground-truth label sequences (``default``),
 plus one matrix per event class (``event:<kind>``) from the clips of the staged
 episodes of that kind; it writes ``concepts.json`` and ``cooccurrence.json``
@@ -28,29 +29,14 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
+from streamer.offline import VideoClips, analyse_dataset
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class VideoClips:
-    """One camera's clips: features, truth, and (when a model ran) labels and scores."""
-
-    camera_id: str
-    features: list[np.ndarray] = field(default_factory=list)
-    truth: list[str] = field(default_factory=list)
-    labels: list[Optional[str]] = field(default_factory=list)
-    methods: list[Optional[str]] = field(default_factory=list)
-    scores: list[dict[str, float]] = field(default_factory=list)
-    indices: list[int] = field(default_factory=list)  # clip index (in the ground truth) of each kept clip
-    episodes: list[tuple[str, int, int]] = field(default_factory=list)  # staged incidents: kind, first, end clip
-    frames: int = 0
-    seconds: float = 0.0
 
 
 def detectors_config(config: Optional[str], weights: Optional[str], imgsz: int, concepts_model: Optional[str] = None,
@@ -71,74 +57,6 @@ def detectors_config(config: Optional[str], weights: Optional[str], imgsz: int, 
     if cooccurrence is not None:
         cfg.gmcp.cooccurrence = cooccurrence
     return cfg
-
-
-def analyse_dataset(root: str | Path, cfg: Any, *, max_seconds: Optional[float] = None,
-                    progress: bool = True, detector_factory: Optional[Callable[[], Any]] = None) -> list[VideoClips]:
-    """Run every video of a dataset through a ClipAnalyzer per camera; one VideoClips per video."""
-    import cv2
-    from tqdm import tqdm
-
-    from detectors.analyzer import ClipAnalyzer
-    from streamer.dataset import Dataset, DatasetError
-
-    ds = Dataset(root)
-    out: list[VideoClips] = []
-    for entry in ds.videos:
-        gt = ds.ground_truth(entry)
-        if gt is None or not gt.clips:
-            raise DatasetError(f"{ds.root}: video {entry.file!r} has no ground-truth clips to learn from")
-        truth_by_index = {c.index: c.concept for c in gt.clips}
-        cap = cv2.VideoCapture(str(ds.video_path(entry)))
-        if not cap.isOpened():
-            raise DatasetError(f"{ds.video_path(entry)}: OpenCV cannot open the video")
-        vfps = cap.get(cv2.CAP_PROP_FPS) or gt.fps
-        afps = min(entry.fps or vfps, vfps)
-        step = vfps / afps
-        n_total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        analyzer = ClipAnalyzer(cfg, entry.camera_id, afps,
-                                detector=detector_factory() if detector_factory else None)
-        analyzer.concepts.collect_features = True
-        vc = VideoClips(camera_id=entry.camera_id,
-                        episodes=[(e.kind, e.first_clip, e.end_clip) for e in gt.episodes])
-        clip_index, next_sample, i = 0, 0.0, 0
-        bar = tqdm(total=n_total, desc=entry.camera_id, unit="frame", disable=not progress, leave=False)
-
-        def close_clip(index: int) -> None:
-            ca = analyzer.end_clip(index)
-            if ca.frames == 0 or index not in truth_by_index:
-                return
-            vc.features.append(analyzer.last_features)
-            vc.truth.append(truth_by_index[index])
-            vc.indices.append(index)
-            vc.labels.append(ca.concept.label if ca.concept else None)
-            vc.methods.append(ca.concept.method if ca.concept else None)
-            vc.scores.append(dict(ca.concept.scores) if ca.concept else {})
-
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            t = i / vfps
-            if max_seconds is not None and t >= max_seconds:
-                break
-            idx = int(t // gt.clip_seconds)
-            if idx != clip_index:
-                close_clip(clip_index)
-                clip_index = idx
-            if i >= next_sample - 1e-6:
-                analyzer.process(frame, i, t)
-                vc.frames += 1
-                next_sample += step
-            i += 1
-            bar.update(1)
-        bar.close()
-        cap.release()
-        close_clip(clip_index)
-        vc.seconds = i / vfps
-        out.append(vc)
-        log.info("%s: %d clips from %d analysed frames", entry.camera_id, len(vc.truth), vc.frames)
-    return out
 
 
 EVENT_PREFIX = "event:"  # co-occurrence matrices per event class are stored as "event:<kind>"
@@ -187,26 +105,68 @@ def concept_vocabulary() -> list[str]:
     return list(CONCEPTS)
 
 
+def clips_for(dataset: str, cfg: Any, fps: float, max_seconds: Optional[float], cache: Optional[str]) -> list[VideoClips]:
+    """The dataset's analysed clips: from ``cache`` when the same analysis was cached there, else analysed now."""
+    import hashlib
+
+    from detectors.analyzer import detector_id
+    from detectors.concepts.features import FEATURE_VERSION
+    from streamer.offline import load_clips, save_clips
+
+    root = Path(dataset).resolve()
+    path = None
+    if cache:
+        stamp = (root / "manifest.json").stat().st_mtime if (root / "manifest.json").exists() else 0
+        key = f"{root}|{stamp}|{detector_id(cfg.detector)}|{fps}|{max_seconds}|{FEATURE_VERSION}"
+        path = Path(cache) / f"{root.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
+        if path.exists():
+            log.info("%s: clips from the cache %s", dataset, path)
+            return load_clips(path)
+    no_model = cfg.model_copy(deep=True)
+    no_model.concepts.model = None  # features only: labels are (re)computed from them
+    videos = analyse_dataset(dataset, no_model, fps=fps, max_seconds=max_seconds)
+    if path is not None:
+        save_clips(path, videos)
+    return videos
+
+
+def label_videos(videos: list[VideoClips], cfg: Any, model: Any, fps: float) -> None:
+    """Label every clip in order through a fresh :class:`detectors.concepts.stage.ConceptStage` per camera,
+    exactly as a worker's stage labels them (evidence, abstention, GMCP window)."""
+    from detectors.concepts.stage import ConceptStage
+
+    for v in videos:
+        stage = ConceptStage(cfg, fps, model=model)
+        v.labels, v.methods, v.scores = [], [], []
+        for x, det in zip(v.features, v.detected):
+            lab = stage.label(np.asarray(x), det)
+            v.labels.append(lab.label)
+            v.methods.append(lab.method)
+            v.scores.append(dict(lab.scores) if lab.scores else {c: float(c == "normal") for c in model.concepts})
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("concepts", help="crime-indicator concept classifiers: train and evaluate",
                               description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="concepts_command", metavar="ACTION", required=True)
-    for name, func, helptext in (("train", run_train, "train per-concept classifiers and co-occurrence"),
+    for name, func, helptext in (("train", run_train, "train the concept classifier and co-occurrence"),
                                  ("evaluate", run_evaluate, "GMCP vs arg-max accuracy on held-out clips")):
         s = sub.add_parser(name, help=helptext)
-        s.add_argument("dataset", help="dataset folder with ground truth (manifest.json)")
+        s.add_argument("dataset", nargs="+", help="dataset folder(s) with ground truth (manifest.json)")
         s.add_argument("--config", default=None, help="imminence YAML whose detectors section to use")
         s.add_argument("--weights", default=None, help="YOLO weights (overrides the config's detector)")
         s.add_argument("--imgsz", type=int, default=320, help="YOLO input size with --weights (default 320)")
+        s.add_argument("--fps", type=float, default=5.0, help="analysis rate, as the cameras and replay use it "
+                       "(default 5; a dataset's manifest rate wins)")
         s.add_argument("--max-seconds", type=float, default=None, help="analyse only the first S seconds per video")
+        s.add_argument("--cache", default=None, help="folder caching analysed clip features per dataset, detector "
+                       "and rate (analysis is the slow part; labels are always recomputed)")
         s.add_argument("--out", default=None, help="output folder (train: artifacts/concepts; "
                                                     "evaluate: beside the model)")
         s.set_defaults(func=func)
         if name == "train":
             s.add_argument("--window", type=int, default=8, help="GMCP window h the co-occurrence counts (default 8)")
-            s.add_argument("--C", type=float, default=0.5, help="inverse L2 strength of the classifiers")
-            s.add_argument("--link", choices=("sigmoid", "softmax"), default="sigmoid",
-                           help="one-vs-rest binary classifiers (sigmoid, default) or one multinomial model")
+            s.add_argument("--seed", type=int, default=0, help="random seed of the boosting")
         else:
             s.add_argument("--model", required=True, help="concepts.json written by `concepts train`")
             s.add_argument("--cooccurrence", default=None,
@@ -218,6 +178,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            help="GMCP edge weights (default: the config's)")
             s.add_argument("--decay", type=float, default=None,
                            help="GMCP per-clip distance decay (default: the config's)")
+            s.add_argument("--floor", type=float, default=None,
+                           help="GMCP score floor (default: the config's)")
             s.add_argument("--lookahead", type=int, default=2,
                            help="also label each clip offline once the next D clips are in (the study's offline "
                                 "labelling; live it would cost D clip lengths of latency); 0 = skip (default 2)")
@@ -229,7 +191,9 @@ def _fail(cmd: str, exc: Exception) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from detectors.analyzer import detector_id
     from detectors.concepts.classifiers import ConceptModelError, train_concept_model
+    from detectors.concepts.evidence import share_with_evidence
     from detectors.cooccurrence import learn_cooccurrence, learn_per_class, save_matrices
     from detectors.yolo import DetectorError
     from streamer.dataset import DatasetError
@@ -238,12 +202,14 @@ def run_train(args: argparse.Namespace) -> int:
     concepts = concept_vocabulary()
     try:
         cfg = detectors_config(args.config, args.weights, args.imgsz)
-        cfg.concepts.model = None  # training needs features only
-        videos = analyse_dataset(args.dataset, cfg, max_seconds=args.max_seconds)
+        videos = [v for d in args.dataset for v in clips_for(d, cfg, args.fps, args.max_seconds, args.cache)]
         X = np.array([f for v in videos for f in v.features])
         y = [c for v in videos for c in v.truth]
-        model = train_concept_model(X, y, concepts, C=args.C, link=args.link,
-                                    meta={"dataset": str(args.dataset), "detector": cfg.detector.type})
+        clip_seconds = _clip_seconds(args.dataset)
+        model = train_concept_model(
+            X, y, concepts, seed=args.seed,
+            analysis={"fps": args.fps, "clip_seconds": clip_seconds, "detector": detector_id(cfg.detector)},
+            meta={"datasets": [str(d) for d in args.dataset]})
         cooc = learn_cooccurrence([v.truth for v in videos], concepts, window=max(2, args.window))
     except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
         return _fail("train", exc)
@@ -252,20 +218,42 @@ def run_train(args: argparse.Namespace) -> int:
     per_class = learn_per_class(episode_sequences(videos), concepts, window=max(2, args.window))
     save_matrices(out / "cooccurrence.json", {"default": cooc} | {EVENT_PREFIX + k: m for k, m in per_class.items()})
     counts = {c: y.count(c) for c in concepts if y.count(c)}
-    print(f"trained on {len(y)} clips from {len(videos)} videos: {counts}")
+    print(f"trained on {len(y)} clips from {len(videos)} videos ({model.spec.trained_on['rounds']} boosting rounds): "
+          f"{counts}")
+    gate = share_with_evidence(X, y)
+    print("share of training clips whose features show their concept's evidence: "
+          + ", ".join(f"{c} {v:.0%}" for c, v in gate.items()))
     print(f"wrote {out / 'concepts.json'} and {out / 'cooccurrence.json'}")
     return 0
 
 
+def _clip_seconds(datasets: list[str]) -> float:
+    """The one clip length of the datasets' ground truth (a model is trained on one length)."""
+    from streamer.dataset import Dataset, DatasetError
+
+    lengths = set()
+    for d in datasets:
+        ds = Dataset(d)
+        for entry in ds.videos:
+            gt = ds.ground_truth(entry)
+            if gt is not None:
+                lengths.add(float(gt.clip_seconds))
+    if len(lengths) != 1:
+        raise DatasetError(f"datasets must share one clip length; found {sorted(lengths)}")
+    return lengths.pop()
+
+
 def evaluate_videos(videos: list[VideoClips], concepts: list[str], gmcp: Any = None, lookahead: int = 0) -> dict:
-    """Accuracy of the analyzer's labels (live GMCP path), of the per-clip arg-max and, given the
-    ``gmcp`` config section and ``lookahead`` > 0, of offline GMCP labelling with that many future clips."""
+    """Accuracy of the stage's labels (live GMCP path), of the arg-max of the same gated scores and, given the
+    ``gmcp`` config section and ``lookahead`` > 0, of offline GMCP labelling with that many future clips.
+    Abstained clips count as labelled ``normal`` for every method."""
     from detectors.evaluate import gmcp_labels, score_labels
 
     index = {c: i for i, c in enumerate(concepts)}
     truth = [index[t] for v in videos for t in v.truth]
     gm = [index[lab] for v in videos for lab in v.labels]
-    am = [int(np.argmax([s[c] for c in concepts])) for v in videos for s in v.scores]
+    am = [index["normal"] if m == "abstain" else int(np.argmax([s[c] for c in concepts]))
+          for v in videos for s, m in zip(v.scores, v.methods)]
     out = {"gmcp": score_labels("gmcp", truth, gm, concepts), "argmax": score_labels("argmax", truth, am, concepts)}
     if gmcp is not None and gmcp.cooccurrence and lookahead > 0:
         from detectors.concepts.stage import load_cooccurrence
@@ -273,10 +261,14 @@ def evaluate_videos(videos: list[VideoClips], concepts: list[str], gmcp: Any = N
         P, _ = load_cooccurrence(gmcp.cooccurrence, concepts)
         off: list[int] = []
         for v in videos:
-            S = np.array([[s[c] for c in concepts] for s in v.scores])
+            keep = [i for i, m in enumerate(v.methods) if m != "abstain"]
+            lab = [index["normal"]] * len(v.methods)
+            S = np.array([[v.scores[i][c] for c in concepts] for i in keep])
             if len(S):
-                off.extend(gmcp_labels(S, P, gmcp.window, gmcp.time_limit_s, gmcp.solver, gmcp.beta, lookahead,
-                                       gmcp.decay, gmcp.weighting)[0])
+                for i, a in zip(keep, gmcp_labels(S, P, gmcp.window, gmcp.time_limit_s, gmcp.solver, gmcp.beta,
+                                                  lookahead, gmcp.decay, gmcp.weighting)[0]):
+                    lab[i] = a
+            off.extend(lab)
         name = f"gmcp+{lookahead}"
         out[name] = score_labels(name, truth, off, concepts)
     return out
@@ -295,17 +287,18 @@ def run_evaluate(args: argparse.Namespace) -> int:
         model = ConceptModel.load(model_path)
         cfg = detectors_config(args.config, args.weights, args.imgsz, concepts_model=str(model_path),
                                cooccurrence=str(cooc))
+        for key in ("beta", "weighting", "decay", "floor"):
+            if getattr(args, key) is not None:
+                setattr(cfg.gmcp, key, getattr(args, key))
         if args.h:
             cfg.gmcp.window = args.h
-        if args.beta is not None:
-            cfg.gmcp.beta = args.beta
-        if args.weighting is not None:
-            cfg.gmcp.weighting = args.weighting
-        if args.decay is not None:
-            cfg.gmcp.decay = args.decay
         if args.lookahead < 0 or (args.lookahead and args.lookahead >= cfg.gmcp.window):
             raise ValueError(f"--lookahead must be in [0, h={cfg.gmcp.window}), got {args.lookahead}")
-        videos = analyse_dataset(args.dataset, cfg, max_seconds=args.max_seconds)
+        from detectors.analyzer import detector_id
+
+        model.check_analysis(args.fps, _clip_seconds(args.dataset), detector_id(cfg.detector))
+        videos = [v for d in args.dataset for v in clips_for(d, cfg, args.fps, args.max_seconds, args.cache)]
+        label_videos(videos, cfg, model, args.fps)
     except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
         return _fail("evaluate", exc)
     results = evaluate_videos(videos, model.concepts, cfg.gmcp, args.lookahead)
@@ -314,8 +307,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for m in v.methods:
             methods[m or "none"] = methods.get(m or "none", 0) + 1
     print(f"held-out clips: {sum(len(v.truth) for v in videos)} from {len(videos)} videos; "
-          f"GMCP window h={cfg.gmcp.window}, {cfg.gmcp.weighting}, beta={cfg.gmcp.beta}, decay={cfg.gmcp.decay}; "
-          f"labels by method: {methods}")
+          f"GMCP window h={cfg.gmcp.window}, {cfg.gmcp.weighting}, beta={cfg.gmcp.beta}, decay={cfg.gmcp.decay}, "
+          f"floor={cfg.gmcp.floor}; labels by method: {methods}")
     print("gmcp = live (causal: each clip labelled as the newest of its window, as the worker does)"
           + (f"; gmcp+{args.lookahead} = offline, each clip labelled once the next {args.lookahead} clips are in"
              if args.lookahead else ""))
