@@ -13,11 +13,12 @@ the middle of the next tag and fails with "Read underflow: probably due to
 broker version < 0.10".  Debian 12's kcat 1.7.1 is built on librdkafka 2.0.2,
 so it could not talk to the embedded broker at all.
 
-What the proxy does: it forwards bytes both ways unchanged, frame by frame,
-except for responses to ApiVersions v3 and later, where it drops the top-level
-tagged fields that hold their default value -- i.e. it sends the bytes Apache
-Kafka would send for a broker with no features.  Anything it cannot parse it
-forwards untouched.  It runs as its own process (``python -m
+What the proxy does: it forwards bytes both ways unchanged, in the chunks
+they arrive in, reading only each frame's size and first header bytes, except
+for responses to ApiVersions v3 and later, which it holds back whole and
+rewrites without the top-level tagged fields that hold their default value --
+i.e. it sends the bytes Apache Kafka would send for a broker with no features.
+An ApiVersions answer it cannot parse it forwards untouched.  It runs as its own process (``python -m
 streamer.kafka_shim --listen HOST:PORT --target HOST:PORT``), started and
 killed together with tansu by :class:`streamer.broker.EmbeddedBroker`.
 """
@@ -27,15 +28,16 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import struct
 import sys
-from typing import Optional
+from typing import Awaitable, Callable, Optional
 
 log = logging.getLogger("streamer.kafka_shim")
 
 API_VERSIONS = 18
 _SIZE = struct.Struct(">i")
-_HDR = struct.Struct(">hhi")  # api_key, api_version, correlation_id
+_REQ_HEAD = struct.Struct(">ihhi")  # size, api_key, api_version, correlation_id
 MAX_FRAME = 200 * 1024 * 1024  # sanity bound; a larger size means a broken stream
 
 # ApiVersionsResponse v3+ top-level tagged fields and the bytes of their default values.
@@ -122,18 +124,65 @@ def rewrite_api_versions(frame: bytes) -> bytes:
     return bytes(out)
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> Optional[bytes]:
-    try:
-        head = await reader.readexactly(4)
-    except asyncio.IncompleteReadError:
-        return None
-    (size,) = _SIZE.unpack(head)
-    if size < 0 or size > MAX_FRAME:
-        raise ValueError(f"bad frame size {size}")
-    try:
-        return await reader.readexactly(size)
-    except asyncio.IncompleteReadError:
-        return None
+CHUNK = 256 * 1024
+Rewrite = Callable[[bytes], bytes]
+
+
+async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head_len: int,
+                  on_head: Callable[[bytes], Optional[Rewrite]]) -> None:
+    """Copy a Kafka byte stream chunk by chunk, looking only at the first ``head_len`` bytes of each frame.
+
+    ``on_head(head)`` sees every frame's size prefix and first header bytes; when
+    it returns a function, that frame is held back whole and replaced by what
+    the function returns (size prefix recomputed).  Every other byte is passed on
+    in the chunks it arrived in, so the cost is a few operations per frame.
+    Returns at end of stream; raises ``ValueError`` on an impossible frame size.
+    """
+    carry = b""  # the start of a frame head split across reads (held back, never half-sent)
+    remaining = 0  # bytes of the current frame still to pass through
+    while True:
+        data = await reader.read(CHUNK)
+        if not data:
+            return
+        buf = carry + data if carry else data
+        carry = b""
+        n = len(buf)
+        pos = out_from = 0
+        while pos < n:
+            if remaining:
+                step = min(remaining, n - pos)
+                pos += step
+                remaining -= step
+                continue
+            if n - pos < head_len:
+                carry = buf[pos:]
+                break
+            head = buf[pos:pos + head_len]
+            (size,) = _SIZE.unpack_from(head)
+            if size < head_len - 4 or size > MAX_FRAME:
+                raise ValueError(f"bad frame size {size}")
+            rewrite = on_head(head)
+            if rewrite is None:
+                remaining = size + 4 - head_len
+                pos += head_len
+                continue
+            if pos > out_from:
+                writer.write(buf[out_from:pos])
+            end = pos + 4 + size
+            frame = buf[pos + 4:end]
+            if len(frame) < size:
+                frame += await reader.readexactly(size - len(frame))
+            try:
+                new = rewrite(frame)
+            except ValueError as e:  # not what we expected: pass it on untouched
+                log.warning("frame left as is: %s", e)
+                new = frame
+            writer.write(_SIZE.pack(len(new)) + new)
+            pos = out_from = min(end, n)
+        stop = n - len(carry)
+        if stop > out_from:
+            writer.write(buf[out_from:stop] if out_from or stop < n else buf)
+        await writer.drain()
 
 
 class Shim:
@@ -155,57 +204,43 @@ class Shim:
         for w in (cwriter, bwriter):
             sock = w.get_extra_info("socket")
             if sock is not None:
-                import socket
-
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pending: set[int] = set()  # correlation ids of ApiVersions v3+ requests in flight
-        up = asyncio.ensure_future(self._client_to_broker(creader, bwriter, pending))
-        down = asyncio.ensure_future(self._broker_to_client(breader, cwriter, pending))
+
+        def request_head(head: bytes) -> None:
+            _, key, version, corr = _REQ_HEAD.unpack(head)
+            if key == API_VERSIONS and version >= 3:
+                pending.add(corr)
+            return None
+
+        def response_head(head: bytes) -> Optional[Rewrite]:
+            if pending:
+                (corr,) = _SIZE.unpack_from(head, 4)
+                if corr in pending:
+                    pending.discard(corr)
+                    return self._rewrite
+            return None
+
+        up = asyncio.ensure_future(self._pump(forward(creader, bwriter, _REQ_HEAD.size, request_head), "client"))
+        down = asyncio.ensure_future(self._pump(forward(breader, cwriter, 8, response_head), "broker"))
         _, still = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         for t in still:
             t.cancel()
         for w in (cwriter, bwriter):
             w.close()
 
-    async def _client_to_broker(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                                pending: set[int]) -> None:
-        try:
-            while True:
-                frame = await _read_frame(reader)
-                if frame is None:
-                    return
-                if len(frame) >= 8:
-                    key, version, corr = _HDR.unpack_from(frame)
-                    if key == API_VERSIONS and version >= 3:
-                        pending.add(corr)
-                writer.write(_SIZE.pack(len(frame)) + frame)
-                await writer.drain()
-        except (OSError, ValueError) as e:
-            log.debug("client side closed: %s", e)
+    def _rewrite(self, frame: bytes) -> bytes:
+        new = rewrite_api_versions(frame)
+        if new is not frame:
+            self.rewritten += 1
+        return new
 
-    async def _broker_to_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                                pending: set[int]) -> None:
+    @staticmethod
+    async def _pump(coro: Awaitable[None], side: str) -> None:
         try:
-            while True:
-                frame = await _read_frame(reader)
-                if frame is None:
-                    return
-                if pending and len(frame) >= 4:
-                    (corr,) = _SIZE.unpack_from(frame)
-                    if corr in pending:
-                        pending.discard(corr)
-                        try:
-                            new = rewrite_api_versions(frame)
-                        except ValueError as e:  # not what we expected: pass it on untouched
-                            log.warning("ApiVersions response left as is: %s", e)
-                        else:
-                            if new is not frame:
-                                self.rewritten += 1
-                            frame = new
-                writer.write(_SIZE.pack(len(frame)) + frame)
-                await writer.drain()
-        except (OSError, ValueError) as e:
-            log.debug("broker side closed: %s", e)
+            await coro
+        except (OSError, ValueError, asyncio.IncompleteReadError) as e:
+            log.debug("%s side closed: %s", side, e)
 
     async def serve(self, ready: Optional[asyncio.Event] = None) -> None:
         self.server = await asyncio.start_server(self._handle, *self.listen, reuse_address=True)

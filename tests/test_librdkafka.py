@@ -386,3 +386,55 @@ def test_without_the_shim_kcat_fails_the_api_versions_exchange_and_with_it_works
                 assert json.loads(res.stdout)["brokers"]
             elif "librdkafka 2.0." in version or "librdkafka 1." in version:
                 assert res.returncode != 0 and "Read underflow" in res.stderr, (version, res.stderr[-2000:])
+
+
+def test_shim_stream_walker_survives_any_split_of_frames_and_rewrites_only_the_chosen_ones():
+    """forward() on a stream cut at random places (heads split too): every frame passes on byte for byte, except
+    the ones whose correlation id was chosen, which come out rewritten with a new size prefix."""
+    import asyncio
+    import random
+
+    from streamer.kafka_shim import forward
+
+    rng = random.Random(7)
+    frames = [struct.pack(">i", corr) + bytes(rng.randrange(256) for _ in range(rng.choice([0, 1, 5, 300, 3000])))
+              for corr in range(60)]
+    chosen = {3, 4, 17, 59}
+    rewrite = lambda f: f + b"+tail"  # noqa: E731 - changes the size, so the prefix must be recomputed
+    stream = b"".join(struct.pack(">i", len(f)) + f for f in frames)
+    expect = b"".join(struct.pack(">i", len(g)) + g for g in
+                      (rewrite(f) if struct.unpack(">i", f[:4])[0] in chosen else f for f in frames))
+
+    class Sink:  # the writing end of a stream: collects what forward() sends
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def write(self, b: bytes) -> None:
+            self.data += b
+
+        async def drain(self) -> None:
+            await asyncio.sleep(0)
+
+    async def run(max_cut: int) -> bytes:
+        reader, sink = asyncio.StreamReader(), Sink()
+        seen: list[int] = []
+
+        def on_head(head: bytes):
+            corr = struct.unpack(">i", head[4:8])[0]
+            seen.append(corr)
+            return rewrite if corr in chosen else None
+
+        task = asyncio.ensure_future(forward(reader, sink, 8, on_head))
+        i = 0
+        while i < len(stream):
+            cut = rng.randint(1, max_cut)
+            reader.feed_data(stream[i:i + cut])
+            i += cut
+            await asyncio.sleep(0)
+        reader.feed_eof()
+        await task
+        assert seen == list(range(60))
+        return bytes(sink.data)
+
+    for max_cut in (1, 3, 11, 700, 1 << 20):
+        assert asyncio.run(run(max_cut)) == expect, max_cut
