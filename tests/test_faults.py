@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
 import signal
@@ -106,7 +107,8 @@ class RdkafkaWatcher:
         self._stop = threading.Event()
         self._consumer = confluent_kafka.Consumer({
             "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000, "enable.auto.commit": True, "reconnect.backoff.max.ms": 1000})
+            "session.timeout.ms": 6000, "enable.auto.commit": True, "reconnect.backoff.max.ms": 1000},
+            logger=logging.getLogger("rdkafka.watcher"))  # its connection-refused lines go to the test log
         self._consumer.subscribe([topic])
         self._thread = threading.Thread(target=self._run, name="rdkafka-watcher", daemon=True)
         self._thread.start()

@@ -19,16 +19,14 @@ kcat skips loudly where it is not installed (``make system-deps``).
 from __future__ import annotations
 
 import json
-import os
+import logging
 import shutil
 import socket
 import struct
 import subprocess
-import sys
 import time
 import warnings
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
@@ -37,7 +35,6 @@ from streamer import schemas
 from streamer.kafka_bus import KafkaBus, wire_topic
 from streamer.kafka_shim import parse_tags, rewrite_api_versions
 
-ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 5, 1, 21, 0, tzinfo=timezone.utc)
 SESSION_MS = "6000"  # tansu answers a group join after half the session timeout
 
@@ -130,7 +127,8 @@ def ck_produce(bootstrap: str, records: list[tuple[str, str, bytes]]) -> None:
 
 def ck_consumer(bootstrap: str, group: str, **extra: object):
     return ck.Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                        "enable.auto.commit": False, "session.timeout.ms": int(SESSION_MS), **extra})
+                        "enable.auto.commit": False, "session.timeout.ms": int(SESSION_MS), **extra},
+                       logger=logging.getLogger("rdkafka.consumer"))
 
 
 def bus_read(bus: KafkaBus, topics: list[str], want: set[str], timeout: float = 60) -> dict[str, schemas.BaseModel]:
