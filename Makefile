@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # Debian packages the tests drive for real: chromium (console), GStreamer's RTSP
-# server (camera drops), stunnel (TLS to the broker). Installed when root.
+# server (camera drops), stunnel (TLS to the broker), kcat (a librdkafka client). Installed when root.
 system-deps:
 	@bash scripts/system-deps.sh
 

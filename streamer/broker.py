@@ -7,6 +7,12 @@ the fault tests do.  Production runs Apache Kafka (``docker/compose.yaml``).
 
 Measured quirks (DESIGN.md): group joins take a few seconds; ListOffsets latest
 can trail the log end, so never use ``end_offsets()`` as a read-up-to mark.
+
+Clients reach tansu through :mod:`streamer.kafka_shim`, a small loopback proxy
+on the public port that drops the default-valued tagged fields tansu writes
+into its ApiVersions v3 answer; without it librdkafka before 2.2.0 (Debian
+12's kcat and every client built on that librdkafka) cannot connect.  tansu
+itself listens on a private loopback port and advertises the public one.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -105,23 +112,35 @@ def wait_port(host: str, port: int, timeout: float) -> bool:
     return False
 
 
+SHIM_SCRIPT = Path(__file__).with_name("kafka_shim.py")
+
+
 class EmbeddedBroker:
     """Start/stop a tansu broker process on loopback; usable as a context manager.
 
-    ``advertised_port`` lets a TLS proxy in front of the broker be advertised
-    instead of the broker itself.
+    Clients connect to ``port``.  With ``shim`` (the default) that port is
+    served by the :mod:`streamer.kafka_shim` proxy process and tansu listens on
+    a private free port (``tansu_port``, chosen anew at each start);
+    ``shim=False`` puts tansu itself on ``port`` (kafka-python only, for
+    comparisons).  ``advertised_port`` lets a TLS proxy in front of the broker
+    be advertised instead of the broker itself.  Stopping or killing the
+    broker stops or kills both processes, as one broker.
     """
 
     def __init__(self, port: Optional[int] = None, host: str = "127.0.0.1", *,
                  storage: str = "memory://tansu/", env: Optional[dict[str, str]] = None,
-                 advertised_port: Optional[int] = None, log_file: Optional[str | Path] = None) -> None:
+                 advertised_port: Optional[int] = None, log_file: Optional[str | Path] = None,
+                 shim: bool = True) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.storage = storage
         self.env = env or {}
         self.advertised_port = advertised_port or self.port
         self.log_file = Path(log_file) if log_file else None
+        self.shim = shim
+        self.tansu_port = self.port
         self.proc: Optional[subprocess.Popen] = None
+        self.shim_proc: Optional[subprocess.Popen] = None
 
     @property
     def bootstrap(self) -> str:
@@ -130,31 +149,50 @@ class EmbeddedBroker:
     def start(self, timeout: float = 20.0) -> "EmbeddedBroker":
         if port_in_use(self.host, self.port):
             raise BrokerError(f"cannot start the broker: {self.host}:{self.port} is already in use")
+        self.tansu_port = free_port(self.host) if self.shim else self.port
         cmd = [str(tansu_binary()), "broker",
-               "--listener-url", f"tcp://{self.host}:{self.port}",
+               "--listener-url", f"tcp://{self.host}:{self.tansu_port}",
                "--advertised-listener-url", f"tcp://{self.host}:{self.advertised_port}",
                "--storage-engine", self.storage]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.env}
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
-        if not wait_port(self.host, self.port, timeout) or self.proc.poll() is not None:
-            code = self.proc.poll()
-            self.stop()
-            raise BrokerError(f"tansu did not listen on {self.host}:{self.port} within {timeout}s (exit {code})")
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True, preexec_fn=_die_with_parent)
+            if not wait_port(self.host, self.tansu_port, timeout) or self.proc.poll() is not None:
+                code = self.proc.poll()
+                self.stop()
+                raise BrokerError(f"tansu did not listen on {self.host}:{self.tansu_port} within {timeout}s "
+                                  f"(exit {code})")
+            if self.shim:
+                self.shim_proc = subprocess.Popen(
+                    [sys.executable, str(SHIM_SCRIPT), "--listen", f"{self.host}:{self.port}",
+                     "--target", f"{self.host}:{self.tansu_port}"],
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+                if not wait_port(self.host, self.port, timeout) or self.shim_proc.poll() is not None:
+                    code = self.shim_proc.poll()
+                    self.stop()
+                    raise BrokerError(f"the broker's protocol shim did not listen on {self.host}:{self.port} "
+                                      f"within {timeout}s (exit {code})")
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()  # the children hold their own copies
         log.info("embedded broker on %s (storage %s)", self.bootstrap, self.storage.split("?")[0])
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        terminate(self.shim_proc, timeout)
+        self.shim_proc = None
         terminate(self.proc, timeout)
         self.proc = None
 
     def kill(self) -> None:
-        """Kill -9, as a crash would."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
+        """Kill -9 (tansu and its shim), as a crash would."""
+        for proc in (self.proc, self.shim_proc):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        self.proc = self.shim_proc = None
 
     def restart(self, timeout: float = 20.0) -> None:
         self.stop()
@@ -162,7 +200,10 @@ class EmbeddedBroker:
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        alive = self.proc is not None and self.proc.poll() is None
+        if self.shim:
+            alive = alive and self.shim_proc is not None and self.shim_proc.poll() is None
+        return alive
 
     def __enter__(self) -> "EmbeddedBroker":
         return self.start()

@@ -20,6 +20,12 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(ROOT / ".yolo"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--bootstrap", default=None, metavar="HOST:PORT",
+                     help="run the broker tests that use `kafka_bootstrap` against this Kafka (e.g. the compose "
+                          "file's Apache Kafka) instead of the embedded tansu broker")
+
+
 @pytest.fixture(scope="session")
 def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator["EmbeddedBroker"]:
     """One real tansu broker (memory storage) shared by the whole session."""
@@ -32,9 +38,15 @@ def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator["Embed
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(embedded_broker) -> str:
-    """``host:port`` of the session's real broker; use unique topic/group names per test."""
-    return embedded_broker.bootstrap
+def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    """``host:port`` of the session's real broker; use unique topic/group names per test.
+
+    The embedded tansu broker, or the Kafka given with ``pytest --bootstrap HOST:PORT``.
+    """
+    given = request.config.getoption("--bootstrap")
+    if given:
+        return given
+    return request.getfixturevalue("embedded_broker").bootstrap
 
 
 @pytest.fixture

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -88,13 +90,78 @@ def _indicators(bootstrap: str, ns: str, want: int, timeout: float = 60.0) -> di
 
 
 # -- broker crash -----------------------------------------------------------------------------------
+class RdkafkaWatcher:
+    """A librdkafka (confluent-kafka) group consumer polling ``topic`` in a thread; keeps the event ids it saw.
+
+    Attached to a broker that is killed and restarted: it must ride through the
+    outage on its own and read everything, as a third-party subscriber would.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
+        import confluent_kafka  # noqa: PLC0415 - a dev dependency
+
+        self.ck = confluent_kafka
+        self.topic = topic
+        self.ids: set[str] = set()
+        self.fatal: list[str] = []
+        self._stop = threading.Event()
+        self._consumer = confluent_kafka.Consumer({
+            "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000, "enable.auto.commit": True, "reconnect.backoff.max.ms": 1000},
+            logger=logging.getLogger("rdkafka.watcher"))  # its connection-refused lines go to the test log
+        self._consumer.subscribe([topic])
+        self._thread = threading.Thread(target=self._run, name="rdkafka-watcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from streamer.schemas import decode
+
+        while not self._stop.is_set():
+            msg = self._consumer.poll(0.3)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().fatal():
+                    self.fatal.append(str(msg.error()))
+                continue  # transport errors while the broker is down: librdkafka reconnects by itself
+            self.ids.add(decode("imminence.indicators", msg.value()).event_id)
+
+    def wait_for(self, want: set[str], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not want <= self.ids and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.2)
+        return want <= self.ids
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+
 def test_broker_killed_and_restarted_while_a_replay_publishes(s3_broker, scene, tmp_path, procs) -> None:
-    """Replay -> broker (killed -9 and restarted on S3 storage) -> score: each clip once, each event scored once."""
+    """Replay -> broker (killed -9 and restarted on S3 storage) -> score: each clip once, each event scored once.
+
+    A librdkafka (confluent-kafka) group consumer stays attached through the crash and reads every event too.
+    """
     ns = "faults-broker"
     cfg = _score_config(tmp_path, s3_broker.bootstrap, ns)
     score = Proc(["score", "--config", str(cfg)], tmp_path / "score.log")
     procs.append(score)
     score.url()
+    from streamer.kafka_bus import KafkaBus
+
+    setup = KafkaBus(s3_broker.bootstrap, namespace=ns)
+    assert setup.ensure_topics(["imminence.indicators"])  # exists before the watcher subscribes
+    setup.close(5)
+    watcher = RdkafkaWatcher(s3_broker.bootstrap, f"{ns}.imminence.indicators", f"{ns}-rdkafka")
+    try:
+        _broker_kill_scenario(s3_broker, scene, tmp_path, procs, ns, cfg, watcher)
+    finally:
+        watcher.close()
+
+
+def _broker_kill_scenario(s3_broker, scene: Path, tmp_path: Path, procs: list, ns: str, cfg: Path,
+                          watcher: RdkafkaWatcher) -> None:
     p = Proc(["replay", str(scene), "--config", str(cfg), "--speed", "3"], tmp_path / "replay.log")
     procs.append(p)
     scrape_until(p, "imminence_bus_sent_total", 3, timeout=90, topic="imminence.indicators")
@@ -118,8 +185,12 @@ def test_broker_killed_and_restarted_while_a_replay_publishes(s3_broker, scene, 
         "buffered while broker down": buffered, "outage s": round(outage, 1),
         "dropped / failed (producer)": f"{bus_line.group(2)} / {bus_line.group(3)}",
         "events in their cell's imminence once / twice+": f"{sum(1 for n in counted.values() if n == 1)} / "
-                                                          f"{sum(1 for n in counted.values() if n > 1)}"})
+                                                          f"{sum(1 for n in counted.values() if n > 1)}",
+        "events read by the attached librdkafka consumer": len(watcher.ids & set(copies)) if
+        watcher.wait_for(set(copies), 60) else f"{len(watcher.ids & set(copies))} (missing some)"})
     assert buffered, "the replay should still have been publishing while the broker was down"
+    assert watcher.ids >= set(copies), (f"the librdkafka consumer missed {len(set(copies) - watcher.ids)} events; "
+                                        f"fatal errors: {watcher.fatal}")
     assert len(copies) == clips >= 20
     assert bus_line.group(2) == "0" and bus_line.group(3) == "0"
     assert set(counted) == set(copies) and all(n == 1 for n in counted.values())

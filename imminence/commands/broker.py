@@ -1,7 +1,9 @@
 """`imminence broker`: run the embedded Kafka-protocol broker (tansu) in the foreground.
 
 Prints the bootstrap address (alone, on stdout) once the broker listens, and
-stops it cleanly on SIGINT or SIGTERM.  Memory storage by default: a restart
+stops it cleanly on SIGINT or SIGTERM.  Clients connect through a small
+protocol shim on that port (``streamer.kafka_shim``), so librdkafka clients
+such as kcat work too.  Memory storage by default: a restart
 empties it.  For a broker whose data outlives restarts use ``--storage
 s3://BUCKET/`` with the ``AWS_*`` variables of an S3 server in the environment.
 
