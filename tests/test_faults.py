@@ -530,3 +530,72 @@ def test_worker_killed_9_with_the_broker_down_loses_nothing(s3_broker, long_vide
     assert sorted(first) == list(range(accepted)) and all(len(v) == 1 for v in first.values())
     assert final.group(2) == "0"
     assert set(counted) >= ids and all(counted[i] == 1 for i in ids)
+
+
+# -- exactly-once cell imminence (issue 12) -------------------------------------------------------------
+def _window_outputs(cells: list) -> dict:
+    """What a reader keeps per (cell, window): counts, event ids, cameras, concepts and imminence."""
+    return {k: {"events": m.events, "event_ids": sorted(m.event_ids), "cameras": m.cameras,
+                "concept_counts": m.concept_counts, "imminence": m.imminence}
+            for k, m in latest_windows(cells).items()}
+
+
+def test_scorer_killed_9_mid_window_gives_the_outputs_of_an_uninterrupted_run(kafka_bootstrap, unique_name,
+                                                                             tmp_path, procs) -> None:
+    """The same input, twice: once through one scorer that runs throughout, once through a scorer killed
+    with -9 while windows are open and restarted.  The imminence.cells outputs per (cell, window) must be
+    identical: same counts, same event ids, same imminence."""
+    from streamer.kafka_bus import KafkaBus
+    from streamer.schemas import TOPIC_INDICATORS
+    from test_observability import _grid
+
+    events = _cell_events(_grid(), 4, 45, datetime.now(timezone.utc).replace(second=0, microsecond=0)
+                          - timedelta(minutes=10))
+    concepts = ("loitering", "fighting", "running", "normal")
+    events = [e.model_copy(update={"concept": e.concept.model_copy(update={"label": concepts[i % 4]})})
+              for i, e in enumerate(events)]
+    batches = [events[:70], events[70:120], events[120:] + events[:25]]  # the last with repeats of the first
+    runs: dict[str, dict] = {}
+    table_rows: dict[str, object] = {}
+    for run in ("uninterrupted", "killed"):
+        ns = f"{unique_name}-{run}"
+        cfg = _score_config(tmp_path, kafka_bootstrap, ns, name=f"{run}.yaml")
+        bus = KafkaBus(kafka_bootstrap, namespace=ns)
+        s = Proc(["score", "--config", str(cfg)], tmp_path / f"{run}-1.log")
+        procs.append(s)
+        for e in batches[0]:
+            bus.publish(TOPIC_INDICATORS, e)
+        assert bus.flush(20)
+        scrape_until(s, "imminence_scoring_events_total", len(batches[0]), timeout=90, outcome="in")
+        for e in batches[1]:
+            bus.publish(TOPIC_INDICATORS, e)
+        assert bus.flush(20)
+        if run == "killed":
+            time.sleep(0.1)  # part of the batch read and counted, not all of it published or committed
+            body = http_get(s.url() + "/metrics")[1]
+            table_rows["events read before the kill"] = metric(body, "imminence_scoring_events_total", outcome="in")
+            s.kill_group()
+            s = Proc(["score", "--config", str(cfg)], tmp_path / f"{run}-2.log")
+            procs.append(s)
+        for e in batches[2]:
+            bus.publish(TOPIC_INDICATORS, e)
+        assert bus.flush(20)
+        bus.close()
+        expected = {e.event_id for e in events}
+        cells = read_topic(kafka_bootstrap, ns, "imminence.cells", lambda ms: set(counted_ids(ms)) >= expected,
+                           timeout=90, what=f"every event counted ({run})")
+        time.sleep(1.5)  # anything still coming would show a double count
+        cells = read_topic(kafka_bootstrap, ns, "imminence.cells", lambda ms: set(counted_ids(ms)) >= expected,
+                           timeout=30)
+        runs[run] = _window_outputs(cells)
+        counts = counted_ids(cells)
+        table_rows[f"{run}: windows / events once / twice+"] = (
+            f"{len(runs[run])} / {sum(1 for n in counts.values() if n == 1)} / "
+            f"{sum(1 for n in counts.values() if n > 1)}")
+        assert set(counts) == expected and all(n == 1 for n in counts.values())
+    differ = sorted(k for k in runs["uninterrupted"].keys() | runs["killed"].keys()
+                    if runs["uninterrupted"].get(k) != runs["killed"].get(k))
+    table_rows["(cell, window) outputs that differ"] = len(differ)
+    table("scorer kill -9 mid-window against an uninterrupted run (same input)", table_rows)
+    assert not differ, [(k, runs["uninterrupted"].get(k), runs["killed"].get(k)) for k in differ[:3]]
+    assert len(runs["killed"]) >= 4
