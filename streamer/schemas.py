@@ -262,10 +262,12 @@ def decode(topic: str, value: bytes | str) -> BaseModel:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SchemaError(f"value is not JSON: {exc}") from None
+    except RecursionError:  # found by fuzzing: b"[" * 100_000 escaped as RecursionError and killed poll()
+        raise SchemaError("value is not JSON we accept: nested too deeply") from None
     if not isinstance(obj, dict):
         raise SchemaError(f"value is a JSON {type(obj).__name__}, expected an object")
     name = obj.get("schema")
-    if name not in SCHEMAS:
+    if not isinstance(name, str) or name not in SCHEMAS:  # found by fuzzing: {"schema": []} raised TypeError
         raise SchemaError(f"unknown or missing schema {name!r}; known: {sorted(SCHEMAS)}")
     if model is not None and SCHEMAS[name] is not model:
         raise SchemaError(f"schema {name!r} does not belong on topic {topic!r}")
