@@ -59,7 +59,9 @@ UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # allow_inf_nan=False, found by fuzzing: "Infinity"/NaN passed validation and were re-encoded as null,
+    # so a consumer accepted a message whose own re-publication was invalid.
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
 
 def utcnow() -> datetime:

@@ -11,6 +11,7 @@ raises ``DatasetError``.  What fuzzing found is pinned below as regression tests
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -99,6 +100,16 @@ def test_regression_schema_field_of_the_wrong_type_is_a_schema_error(schema: obj
     """Found by fuzzing: {"schema": []} raised TypeError (unhashable) out of decode()."""
     with pytest.raises(schemas.SchemaError, match="unknown or missing schema"):
         schemas.decode(schemas.TOPIC_INDICATORS, json.dumps({"schema": schema}).encode())
+
+
+@pytest.mark.parametrize("number", ['"INFINITY"', "Infinity", "-Infinity", "NaN", '"nan"'])
+def test_regression_non_finite_numbers_are_a_schema_error(number: str) -> None:
+    """Found by fuzzing: a non-finite stream time passed validation and re-encoded as null (invalid)."""
+    topic, value = VALID[0]
+    text = re.sub(r'"stream_end_s":[0-9.]+', f'"stream_end_s":{number}', value.decode())
+    assert text != value.decode()
+    with pytest.raises(schemas.SchemaError, match="finite"):
+        schemas.decode(topic, text.encode())
 
 
 def test_huge_value_is_a_schema_error_not_a_hang() -> None:
