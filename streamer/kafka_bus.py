@@ -374,15 +374,21 @@ class KafkaBus(Bus):
         is kept in memory only, counted and logged: never a crash of the frame loop).
         """
         assert self.durable is not None
-        for attempt in range(3):
+        for attempt in range(4):
             try:
-                return self.durable.append(rec.topic, rec.key, rec.value, rec.created)
+                seq = self.durable.append(rec.topic, rec.key, rec.value, rec.created)
+                if attempt:
+                    self.durable.restore_reserve()
+                return seq
             except OutboxFull as exc:
                 OUTBOX_FULL.inc()
-                with self._cond:
-                    n = max(1, len(self._outbox) // 100) * (10 ** attempt)
-                    freed = self._drop_oldest_locked(n, reason=f"durable outbox full ({exc})")
-                if not freed:
+                if attempt == 0:
+                    self.durable.release_reserve()  # room to delete and checkpoint on a full disk
+                    if self.durable.checkpoint():
+                        continue  # a truncated WAL may be all the room needed
+                # rows are appended at the end of the table: only whole freed pages make room, so
+                # drop a chunk (5 %, at least 16) of the oldest, not one record at a time
+                if attempt == 3 or not self._drop_stored_oldest(max(16, len(self._outbox) // 20), str(exc)):
                     break
             except OutboxError as exc:
                 log.error("durable outbox %s: %s; record kept in memory only", self.durable.path, exc)
@@ -398,16 +404,35 @@ class KafkaBus(Bus):
                       self.durable.path, self._stats.memory_only)
         return None
 
-    def _drop_oldest_locked(self, n: int, reason: str) -> int:
-        """Drop up to ``n`` oldest waiting (not in flight) records, counted and logged."""
-        dropped = [self._outbox.popleft() for _ in range(min(n, len(self._outbox)))]
-        self._count_dropped_locked(dropped, reason)
-        return len(dropped)
+    def _drop_stored_oldest(self, n: int, reason: str) -> int:
+        """Full file or disk: drop the ``n`` oldest waiting records that are in the file, if deleting them works.
 
-    def _count_dropped_locked(self, dropped: list[_Out], reason: str) -> None:
+        Only rows really deleted make room, so a record is dropped only when its row
+        could be removed (on a completely full disk even a delete can fail: then
+        nothing is dropped and new records are kept in memory).
+        """
+        assert self.durable is not None
+        with self._cond:
+            victims = list(islice((r for r in self._outbox if r.seq is not None), n))
+            if not victims:
+                return 0
+            try:
+                self.durable.remove([r.seq for r in victims if r.seq is not None])
+            except Exception as exc:  # the disk is too full even to delete
+                log.debug("durable outbox: cannot delete to make room: %s", exc)
+                return 0
+            gone = {id(r) for r in victims}
+            keep = [r for r in self._outbox if id(r) not in gone]
+            self._outbox.clear()
+            self._outbox.extend(keep)
+            self._count_dropped_locked(victims, f"durable outbox full ({reason})", remove=False)
+        self.durable.checkpoint()
+        return len(victims)
+
+    def _count_dropped_locked(self, dropped: list[_Out], reason: str, remove: bool = True) -> None:
         if not dropped:
             return
-        if self.durable is not None:
+        if self.durable is not None and remove:
             seqs = [r.seq for r in dropped if r.seq is not None]
             try:
                 self.durable.remove(seqs)

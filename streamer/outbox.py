@@ -27,6 +27,9 @@ disk) is full, :meth:`append` raises :class:`OutboxFull` and the bus drops the
 oldest waiting records, counted and logged, to make room.  The record count and
 age bounds are applied by the bus (``outbox_size``, ``outbox_max_age_s``).
 
+On a full disk even a delete needs room (for the WAL), so ``RESERVE_BYTES`` are
+set aside in ``PATH.reserve`` at open and released to make room when needed.
+
 One process owns an outbox file at a time (an exclusive ``flock`` on
 ``PATH.lock``): a second process opening it gets :class:`OutboxLocked`.
 """
@@ -46,6 +49,9 @@ if TYPE_CHECKING:
 
 FsyncPolicy = Literal["always", "interval", "off"]
 FSYNC_POLICIES: tuple[str, ...] = ("always", "interval", "off")
+#: disk space set aside next to the file, released when the disk is full so that the oldest
+#: records can still be deleted (a delete in WAL mode needs room in the WAL)
+RESERVE_BYTES = 256 * 1024
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -107,12 +113,43 @@ class DurableOutbox:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync == 'always' else 'NORMAL'}")
             self._db.execute(_SCHEMA)
+            # a small WAL (checkpointed every 64 pages, truncated back to 256 KiB): a full disk
+            # then holds mostly records, and a checkpoint gives room back quickly
+            self._db.execute("PRAGMA wal_autocheckpoint=64")
+            self._db.execute(f"PRAGMA journal_size_limit={RESERVE_BYTES}")
             if max_bytes:
                 page = self._db.execute("PRAGMA page_size").fetchone()[0]
                 self._db.execute(f"PRAGMA max_page_count={max(8, int(max_bytes) // page)}")
         except sqlite3.Error as exc:
             self._release()
             raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
+        self._reserve = Path(str(self.path) + ".reserve")
+        self.restore_reserve()
+
+    # -- room on a full disk ----------------------------------------------------------------
+    def release_reserve(self) -> bool:
+        """Delete the reserve file (``RESERVE_BYTES`` kept aside at open) so deletes and a checkpoint
+        can run on a full disk; True when there was one."""
+        try:
+            self._reserve.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def restore_reserve(self) -> bool:
+        """Set the reserve aside again (fails quietly while the disk is full)."""
+        if self._reserve.exists():
+            return True
+        try:
+            with open(self._reserve, "wb") as f:
+                f.write(b"\0" * RESERVE_BYTES)
+            return True
+        except OSError:
+            try:
+                self._reserve.unlink()
+            except OSError:
+                pass
+            return False
 
     # -- writing ------------------------------------------------------------------------
     def append(self, topic: str, key: Optional[bytes], value: bytes, created: Optional[float] = None) -> int:
@@ -149,6 +186,15 @@ class DurableOutbox:
                     self._db.execute("ROLLBACK")
                 raise
         return len(rows)
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the database and truncate it (frees disk); False when it could not."""
+        with self._lock:
+            try:
+                busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                return busy == 0
+            except sqlite3.Error:
+                return False
 
     def oldest(self, n: int) -> list[int]:
         """Sequence numbers of the ``n`` oldest stored records."""
