@@ -57,6 +57,9 @@ class BusStats:
     dead_lettered: int = 0
     retries: int = 0
     last_error: Optional[str] = None
+    recovered: int = 0  # durable outbox: records of a previous run sent again at start-up
+    memory_only: int = 0  # durable outbox full: records it could not store (lost on kill -9)
+    kept: int = 0  # durable outbox: records left unacknowledged at close, sent at the next start
 
 
 class Subscription(ABC):

@@ -31,6 +31,12 @@ class BusConfig(_Strict):
     ssl_keyfile: Optional[str] = None
     ssl_check_hostname: bool = True
     outbox_size: int = Field(default=10_000, gt=0, description="records buffered while the broker is away; oldest dropped beyond")
+    outbox_dir: Optional[str] = Field(default="state/outbox", description="folder of the workers' durable outboxes (SQLite, relative to this file's folder); null = in memory only, lost on kill -9")
+    outbox_fsync: Literal["always", "interval", "off"] = Field(default="interval", description="durable outbox: fsync every record, every outbox_fsync_ms, or never (all survive kill -9; only always survives a power cut whole)")
+    outbox_fsync_ms: int = Field(default=100, gt=0, description="interval of the 'interval' fsync policy")
+    outbox_max_bytes: Optional[int] = Field(default=256 * 1024 * 1024, gt=0, description="cap of one durable outbox file; oldest dropped (counted) beyond, as on a full disk")
+    outbox_max_age_s: Optional[float] = Field(default=None, gt=0, description="records waiting longer are dropped (counted); null = no age limit")
+    idempotence: Literal["auto", "on", "off"] = Field(default="auto", description="idempotent producer: auto = where the broker grants a producer id (not the embedded tansu)")
     max_poll_records: int = Field(default=200, gt=0)
     partitions: int = Field(default=3, gt=0, description="partitions of topics the project creates")
 
@@ -73,3 +79,4 @@ class CameraConfig(_Strict):
     reconnect_max_s: float = Field(default=30.0, gt=0, description="cap of the exponential reconnect backoff")
     masks: list[list[tuple[float, float]]] = Field(default_factory=list, description="privacy masks: polygons in pixel coordinates, blacked out before analysis")
     enabled: bool = Field(default=True, description="false = `imminence workers` skips this camera")
+    outbox_fsync: Optional[Literal["always", "interval", "off"]] = Field(default=None, description="this camera's durable outbox fsync policy; null = bus.outbox_fsync")

@@ -114,12 +114,17 @@ class GroundTruth(_Strict):
 
 def safe_path(root: Path, relative: str) -> Path:
     """Resolve ``relative`` inside ``root``; refuse absolute paths and escapes."""
+    if "\x00" in relative:  # found by fuzzing: Path.resolve raised a bare ValueError
+        raise DatasetError(f"{relative!r}: NUL bytes are not allowed in a manifest path")
     rel = Path(relative)
     if rel.is_absolute():
         raise DatasetError(f"{relative!r}: absolute paths are not allowed in a manifest")
     full = (root / rel).resolve()
-    if not full.is_relative_to(root.resolve()):
+    base = root.resolve()
+    if not full.is_relative_to(base):
         raise DatasetError(f"{relative!r}: path escapes the dataset folder {root}")
+    if full == base:  # found by fuzzing: "", "." and "a/.." named the folder itself as a video
+        raise DatasetError(f"{relative!r}: names the dataset folder itself, not a file in it")
     return full
 
 
@@ -130,6 +135,10 @@ def _read_json(path: Path, model: type[BaseModel]) -> BaseModel:
         raise DatasetError(f"{path}: cannot read: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: not JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # found by fuzzing: escaped as a bare ValueError
+        raise DatasetError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except RecursionError:  # found by fuzzing: deeply nested JSON
+        raise DatasetError(f"{path}: not JSON we accept: nested too deeply") from None
     try:
         return model.model_validate(obj)
     except ValidationError as exc:

@@ -15,9 +15,22 @@ by event id (:class:`streamer.dedup.Deduplicator`).  Order per key holds in
 normal running (one produce request in flight per broker); records handed back
 by kafka-python after its delivery timeout and re-sent can arrive out of order.
 
-Idempotence is off by default: tansu 0.6.0 answers InitProducerId with an
-UnknownError, so an idempotent kafka-python producer cannot send to it.  Pass
-``enable_idempotence=True`` against Apache Kafka.
+Idempotence (``bus.idempotence``, default ``auto``): before the producer is
+made, :func:`streamer.idempotence.probe` asks the broker for a producer id.
+Apache Kafka grants one and the producer is idempotent (the broker drops the
+repeats of its retries); tansu 0.6.0 answers InitProducerId with an
+UnknownError, so there the bus falls back to a plain ``acks=all`` producer.
+Which one is in force is logged at start-up ("idempotent producer: on/off")
+and reported by ``health()``.  ``on``/``off`` (or ``enable_idempotence=``)
+force it.
+
+Durable outbox.  With ``durable=`` (a :class:`streamer.outbox.DurableOutbox`),
+every record is also appended to a local SQLite log before ``publish``
+returns, and deleted from it once acknowledged; records a killed process left
+there are queued again first when the next bus opens the same file.  Drops
+(count bound, age bound ``outbox_max_age_s``, a full file or disk) remove the
+rows too and are counted and logged the same way; ``close`` leaves what is
+still unacknowledged in the file instead of dropping it.
 
 Processes must call :meth:`KafkaBus.close` (flush, then close) before they exit,
 including on SIGTERM; :func:`install_sigterm_flush` installs such a handler.
@@ -76,6 +89,7 @@ from streamer import schemas
 from streamer.bus import Bus, BusStats, Received, Subscription
 from streamer.config import BusConfig
 from streamer.observability import BUS_BUFFERED, BUS_DLQ, BUS_DROPPED, BUS_SENT, CONSUMER_LAG
+from streamer.outbox import DurableOutbox, OutboxError, OutboxFull
 from streamer.redact import mask_url
 
 log = logging.getLogger(__name__)
@@ -84,6 +98,12 @@ BUS_FAILED = Counter("imminence_bus_failed_total",
                      "Records the broker refused for good (e.g. too large); not retried", ["topic"])
 BUS_RETRIES = Counter("imminence_bus_retries_total",
                       "Deliveries that failed and were queued again", ["topic"])
+OUTBOX_RECOVERED = Counter("imminence_outbox_recovered_total",
+                           "Records found unacknowledged in the durable outbox at start-up and sent again")
+OUTBOX_FULL = Counter("imminence_outbox_full_total",
+                      "Appends refused because the durable outbox file or its disk was full")
+OUTBOX_MEMORY_ONLY = Counter("imminence_outbox_memory_only_total",
+                             "Records kept in memory only because the durable outbox could not store them")
 
 #: Errors that no retry can cure: the record itself is unacceptable.
 _PERMANENT = (kerrors.MessageSizeTooLargeError, kerrors.InvalidTopicError,
@@ -164,6 +184,8 @@ class _Out:
     key: Optional[bytes]
     value: bytes
     attempts: int = 0
+    seq: Optional[int] = None  # its row in the durable outbox, when there is one
+    created: float = 0.0  # wall-clock time of publish (the age bound)
 
 
 class KafkaBus(Bus):
@@ -183,7 +205,8 @@ class KafkaBus(Bus):
     deployment with proper replication (``docker/``), which this never changes.
     """
 
-    def __init__(self, config: Union[BusConfig, str], *, enable_idempotence: bool = False,
+    def __init__(self, config: Union[BusConfig, str], *, enable_idempotence: Optional[bool] = None,
+                 durable: Optional[DurableOutbox] = None,
                  linger_ms: int = 10, create_topics: bool = True,
                  topics: Iterable[str] = schemas.TOPICS,
                  delivery_timeout_ms: int = 30_000, max_request_size: int = 1_048_576,
@@ -208,7 +231,7 @@ class KafkaBus(Bus):
             # One request in flight per broker: retries cannot reorder a partition (no idempotence
             # on tansu), and against tansu it is also the fastest setting measured.
             "max_in_flight_requests_per_connection": 1,
-            "enable_idempotence": enable_idempotence,
+            "enable_idempotence": False,  # decided in _connect (idempotence.py)
             "delivery_timeout_ms": delivery_timeout_ms,
             "request_timeout_ms": min(15_000, max(1_000, delivery_timeout_ms - linger_ms - 1)),
             "max_block_ms": 2_000,  # send() may block this long for metadata: only the sender thread waits
@@ -216,6 +239,13 @@ class KafkaBus(Bus):
             "reconnect_backoff_max_ms": 2_000,
             **(producer_options or {}),
         }
+        if enable_idempotence is None:
+            self._idempotence = self.config.idempotence
+        else:
+            self._idempotence = "on" if enable_idempotence else "off"
+        #: whether the connected producer is idempotent (None until it connected)
+        self.idempotent: Optional[bool] = None
+        self.idempotence_reason = ""
         self.consumer_options = dict(consumer_options or {})
         self._create_topics = create_topics
         self._replication = replication_factor
@@ -237,6 +267,15 @@ class KafkaBus(Bus):
         self._last_drop_log = 0.0
         self._children: dict[tuple, Any] = {}
         self._drops_since_log = 0
+        self.durable = durable
+        self._acked: list[int] = []  # durable rows acknowledged, removed by the sender thread
+        self._last_expiry = 0.0
+        self._last_full_log = 0.0
+        self._tick = 0.5
+        if durable is not None:
+            if durable.fsync == "interval":
+                self._tick = min(0.5, durable.fsync_ms / 1000)
+            self._recover()
         self._thread = threading.Thread(target=self._run, name=f"kafka-outbox-{self.config.client_id}",
                                         daemon=True)
         self._thread.start()
@@ -295,7 +334,12 @@ class KafkaBus(Bus):
 
     def publish_raw(self, topic: str, value: bytes, key: Optional[str] = None) -> None:
         """Queue bytes as they are (valid or not); the same outbox and guarantees as ``publish``."""
-        rec = _Out(topic, self.wire(topic), key.encode("utf-8") if key is not None else None, bytes(value))
+        rec = _Out(topic, self.wire(topic), key.encode("utf-8") if key is not None else None, bytes(value),
+                   created=time.time())
+        if self._closed:
+            raise RuntimeError("publish on a closed KafkaBus")
+        if self.durable is not None:
+            rec.seq = self._store(rec)
         with self._cond:
             if self._closed:
                 raise RuntimeError("publish on a closed KafkaBus")
@@ -305,13 +349,95 @@ class KafkaBus(Bus):
                 self._cond.notify_all()  # the sender sleeps only on an empty outbox (or a full pipe)
         BUS_BUFFERED.inc()
 
-    def _enforce_bound_locked(self) -> None:
-        """Drop the oldest waiting records while more than ``outbox_size`` are held."""
-        dropped: list[_Out] = []
-        while self._outbox and len(self._outbox) + self._inflight > self.config.outbox_size:
-            dropped.append(self._outbox.popleft())
+    # the durable outbox ------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Queue the records a previous run of this process left unacknowledged, oldest first."""
+        assert self.durable is not None
+        pending = self.durable.pending()
+        for p in pending:
+            self._outbox.append(_Out(p.topic, self.wire(p.topic), p.key, p.value, seq=p.seq, created=p.created))
+        self._stats.recovered = len(pending)
+        if pending:
+            OUTBOX_RECOVERED.inc(len(pending))
+            BUS_BUFFERED.inc(len(pending))
+            log.warning("durable outbox %s: %d record(s) of a previous run were never acknowledged; "
+                        "sending them again (same ids: consumers drop repeats)", self.durable.path, len(pending))
+            with self._cond:
+                self._enforce_bound_locked()
+        log.info("durable outbox %s (fsync=%s%s)", self.durable.path, self.durable.fsync,
+                 f" every {self.durable.fsync_ms} ms" if self.durable.fsync == "interval" else "")
+
+    def _store(self, rec: _Out) -> Optional[int]:
+        """Append ``rec`` to the durable outbox; on a full file or disk, drop the oldest waiting records first.
+
+        Returns the row, or None when even then it could not be stored (the record
+        is kept in memory only, counted and logged: never a crash of the frame loop).
+        """
+        assert self.durable is not None
+        for attempt in range(4):
+            try:
+                seq = self.durable.append(rec.topic, rec.key, rec.value, rec.created)
+                if attempt:
+                    self.durable.restore_reserve()
+                return seq
+            except OutboxFull as exc:
+                OUTBOX_FULL.inc()
+                if attempt == 0:
+                    self.durable.release_reserve()  # room to delete and checkpoint on a full disk
+                    if self.durable.checkpoint():
+                        continue  # a truncated WAL may be all the room needed
+                # rows are appended at the end of the table: only whole freed pages make room, so
+                # drop a chunk (5 %, at least 16) of the oldest, not one record at a time
+                if attempt == 3 or not self._drop_stored_oldest(max(16, len(self._outbox) // 20), str(exc)):
+                    break
+            except OutboxError as exc:
+                log.error("durable outbox %s: %s; record kept in memory only", self.durable.path, exc)
+                break
+        OUTBOX_MEMORY_ONLY.inc()
+        with self._cond:
+            self._stats.memory_only += 1
+        now = time.monotonic()
+        if now - self._last_full_log >= 1.0:
+            self._last_full_log = now
+            log.error("durable outbox %s is full and nothing older can be dropped: %d record(s) kept in memory "
+                      "only (lost if this process is killed); free disk space or raise bus.outbox_max_bytes",
+                      self.durable.path, self._stats.memory_only)
+        return None
+
+    def _drop_stored_oldest(self, n: int, reason: str) -> int:
+        """Full file or disk: drop the ``n`` oldest waiting records that are in the file, if deleting them works.
+
+        Only rows really deleted make room, so a record is dropped only when its row
+        could be removed (on a completely full disk even a delete can fail: then
+        nothing is dropped and new records are kept in memory).
+        """
+        assert self.durable is not None
+        with self._cond:
+            victims = list(islice((r for r in self._outbox if r.seq is not None), n))
+            if not victims:
+                return 0
+            try:
+                self.durable.remove([r.seq for r in victims if r.seq is not None])
+            except Exception as exc:  # the disk is too full even to delete
+                log.debug("durable outbox: cannot delete to make room: %s", exc)
+                return 0
+            gone = {id(r) for r in victims}
+            keep = [r for r in self._outbox if id(r) not in gone]
+            self._outbox.clear()
+            self._outbox.extend(keep)
+            self._count_dropped_locked(victims, f"durable outbox full ({reason})", remove=False)
+        self.durable.checkpoint()
+        return len(victims)
+
+    def _count_dropped_locked(self, dropped: list[_Out], reason: str, remove: bool = True) -> None:
         if not dropped:
             return
+        if self.durable is not None and remove:
+            seqs = [r.seq for r in dropped if r.seq is not None]
+            try:
+                self.durable.remove(seqs)
+            except Exception as exc:  # a full disk may refuse even a delete: they are resent, never lost
+                log.warning("durable outbox: could not remove %d dropped record(s): %s", len(seqs), exc)
         self._stats.dropped += len(dropped)
         BUS_BUFFERED.dec(len(dropped))
         for rec in dropped:
@@ -319,11 +445,47 @@ class KafkaBus(Bus):
         self._drops_since_log += len(dropped)
         now = time.monotonic()
         if now - self._last_drop_log >= 1.0:  # loud, but one line a second at most
-            log.warning("kafka outbox full (%d records): dropped %d oldest record(s) since last report, "
-                        "%d in total; is the broker at %s reachable?", self.config.outbox_size,
-                        self._drops_since_log, self._stats.dropped, mask_url(self.config.bootstrap or ""))
+            log.warning("kafka outbox: %s: dropped %d oldest record(s) since last report, %d in total; "
+                        "is the broker at %s reachable?", reason, self._drops_since_log, self._stats.dropped,
+                        mask_url(self.config.bootstrap or ""))
             self._last_drop_log = now
             self._drops_since_log = 0
+
+    def _expire_locked(self) -> None:
+        """Drop records older than ``outbox_max_age_s`` (checked once a second)."""
+        max_age = self.config.outbox_max_age_s
+        now = time.time()
+        if not max_age or now - self._last_expiry < 1.0:
+            return
+        self._last_expiry = now
+        old = [r for r in self._outbox if now - r.created > max_age]
+        if old:
+            keep = [r for r in self._outbox if now - r.created <= max_age]
+            self._outbox.clear()
+            self._outbox.extend(keep)
+            self._count_dropped_locked(old, f"records older than {max_age:g} s")
+
+    def _remove_acked(self) -> None:
+        """Delete acknowledged rows from the durable outbox (sender thread, close)."""
+        if self.durable is None:
+            return
+        with self._cond:
+            acked, self._acked = self._acked, []
+        if acked:
+            try:
+                self.durable.remove(acked)
+            except Exception as exc:  # they stay and are resent after a restart: duplicates, not losses
+                log.warning("durable outbox: could not remove %d acknowledged record(s): %s", len(acked), exc)
+        self.durable.maybe_sync()
+
+    def _enforce_bound_locked(self) -> None:
+        """Drop the oldest waiting records while more than ``outbox_size`` are held."""
+        dropped: list[_Out] = []
+        while self._outbox and len(self._outbox) + self._inflight > self.config.outbox_size:
+            dropped.append(self._outbox.popleft())
+        if not dropped:
+            return
+        self._count_dropped_locked(dropped, f"outbox full ({self.config.outbox_size} records)")
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -347,13 +509,15 @@ class KafkaBus(Bus):
         ok = not self._closed and (self._connected or s.buffered == 0)
         return {"ok": ok, "connected": self._connected,
                 "buffered": s.buffered, "sent": s.sent, "dropped": s.dropped, "failed": s.failed,
-                "last_error": s.last_error}
+                "last_error": s.last_error, "idempotent": self.idempotent,
+                "durable_outbox": str(self.durable.path) if self.durable is not None else None}
 
     def close(self, timeout: Optional[float] = 10.0) -> None:
         """Flush (up to ``timeout``), then stop the sender and close the producer.
 
         Records still unacknowledged after the timeout are counted as dropped and
-        logged; nothing is discarded silently.
+        logged; nothing is discarded silently.  With a durable outbox they are not
+        dropped: they stay in its file and are sent again at the next start.
         """
         if self._closed:
             return
@@ -368,13 +532,29 @@ class KafkaBus(Bus):
                 self._producer.close(timeout=5 if ok else 1)
             except Exception as exc:  # closing must not raise past the caller's shutdown
                 log.warning("closing kafka producer: %s", exc)
+        kept = 0
+        if self.durable is not None:
+            self._remove_acked()
+            try:
+                kept = self.durable.count()
+            except Exception:  # the count is for the log line only
+                kept = -1
+            self.durable.close()
         with self._cond:
             left = len(self._outbox) + self._inflight
+            if self.durable is not None:
+                left = sum(1 for r in self._outbox if r.seq is None)
             if left:
                 self._stats.dropped += left
-                BUS_BUFFERED.dec(left)
-                self._outbox.clear()
-                self._inflight = 0
+            n = len(self._outbox) + self._inflight
+            if n:
+                BUS_BUFFERED.dec(n)
+            self._outbox.clear()
+            self._inflight = 0
+            self._stats.kept = kept
+        if kept:
+            log.warning("kafka bus closed with %d record(s) unacknowledged, kept in the durable outbox %s: "
+                        "they are sent at the next start", kept, self.durable.path if self.durable else "")
         if left:
             log.error("kafka bus closed with %d record(s) never acknowledged (counted as dropped; broker %s)",
                       left, mask_url(self.config.bootstrap or ""))
@@ -383,15 +563,42 @@ class KafkaBus(Bus):
                  s.dropped)
 
     # the sender thread --------------------------------------------------------------
+    def _decide_idempotence(self) -> Optional[bool]:
+        """Whether the producer is idempotent: per ``bus.idempotence``; auto asks the broker once.
+
+        None: auto could not reach a broker yet (the caller retries).
+        """
+        if self.idempotent is not None:
+            return self.idempotent
+        if self._idempotence == "off":
+            self.idempotent, self.idempotence_reason = False, "bus.idempotence: off"
+        elif self._idempotence == "on":
+            self.idempotent, self.idempotence_reason = True, "bus.idempotence: on"
+        else:
+            from streamer.idempotence import probe  # noqa: PLC0415
+
+            granted, reason = probe(self.client_options())
+            if granted is None:
+                self._note_error(f"cannot connect the producer: {reason}")
+                return None
+            self.idempotent, self.idempotence_reason = granted, f"auto: {reason}"
+        log.info("idempotent producer: %s (%s)", "on" if self.idempotent else "off, falling back to "
+                 "acks=all with retries; consumers drop repeats by event id", self.idempotence_reason)
+        return self.idempotent
+
     def _connect(self) -> bool:
+        idempotent = self._decide_idempotence()
+        if idempotent is None:
+            return False
         try:
             self._producer = KafkaProducer(client_id=self.config.client_id, **self.client_options(),
-                                           **self._producer_options)
+                                           **{**self._producer_options, "enable_idempotence": idempotent})
         except Exception as exc:  # NoBrokersAvailable, but also a bad CA file or SSL settings
             self._note_error(f"cannot connect the producer: {type(exc).__name__}: {exc}")
             return False
         self._connected = True
-        log.info("kafka producer connected to %s", mask_url(self.config.bootstrap or ""))
+        log.info("kafka producer connected to %s (idempotent: %s)", mask_url(self.config.bootstrap or ""),
+                 "yes" if idempotent else "no")
         if self._create_topics and self.ensure_topics(self._project_topics):
             self._tried |= set(self._project_topics)
         return True
@@ -416,11 +623,17 @@ class KafkaBus(Bus):
     def _loop(self) -> None:
         backoff = 0.2
         while True:
+            self._remove_acked()
             with self._cond:
-                while not self._closing and (not self._outbox or self._inflight >= self._inflight_limit):
-                    self._cond.wait(0.5)
+                self._expire_locked()
+                while not self._closing and not self._acked and (
+                        not self._outbox or self._inflight >= self._inflight_limit):
+                    self._cond.wait(self._tick)
+                    self._expire_locked()
                 if self._closing:
                     return
+                if not self._outbox or self._inflight >= self._inflight_limit:
+                    continue  # woken to remove acknowledged rows
             if self._producer is None and not self._connect():
                 self._sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -485,6 +698,10 @@ class KafkaBus(Bus):
             self._inflight -= 1
             self._stats.sent += 1
             self._connected = True
+            if rec.seq is not None:
+                self._acked.append(rec.seq)
+                if len(self._acked) == 1:
+                    self._cond.notify_all()  # the sender removes acknowledged rows
             if not self._inflight or self._inflight == self._inflight_limit - 1:
                 self._cond.notify_all()  # flush waits for zero; the sender for room
         BUS_BUFFERED.dec()
@@ -499,6 +716,8 @@ class KafkaBus(Bus):
             self._inflight -= 1
             if isinstance(exc, _PERMANENT):
                 self._stats.failed += 1
+                if rec.seq is not None:
+                    self._acked.append(rec.seq)  # refused for good: no retry after a restart either
                 BUS_BUFFERED.dec()
                 BUS_FAILED.labels(rec.topic).inc()
                 permanent = True

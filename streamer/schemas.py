@@ -59,7 +59,9 @@ UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # allow_inf_nan=False, found by fuzzing: "Infinity"/NaN passed validation and were re-encoded as null,
+    # so a consumer accepted a message whose own re-publication was invalid.
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
 
 def utcnow() -> datetime:
@@ -262,10 +264,12 @@ def decode(topic: str, value: bytes | str) -> BaseModel:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SchemaError(f"value is not JSON: {exc}") from None
+    except RecursionError:  # found by fuzzing: b"[" * 100_000 escaped as RecursionError and killed poll()
+        raise SchemaError("value is not JSON we accept: nested too deeply") from None
     if not isinstance(obj, dict):
         raise SchemaError(f"value is a JSON {type(obj).__name__}, expected an object")
     name = obj.get("schema")
-    if name not in SCHEMAS:
+    if not isinstance(name, str) or name not in SCHEMAS:  # found by fuzzing: {"schema": []} raised TypeError
         raise SchemaError(f"unknown or missing schema {name!r}; known: {sorted(SCHEMAS)}")
     if model is not None and SCHEMAS[name] is not model:
         raise SchemaError(f"schema {name!r} does not belong on topic {topic!r}")

@@ -511,3 +511,162 @@ def test_outbox_limit_drops_oldest_counts_and_logs_them(unique_name, long_video,
         "missing clip indices": sorted(missing)[:12], "'outbox full' warnings": len(warn)})
     assert len(missing) == dropped > 0  # every clip is on the topic or counted as dropped
     assert warn and all(ln["level"] == "WARNING" and ln.get("camera") == "cam-o" for ln in warn)
+
+
+# -- the durable outbox (issue 12) --------------------------------------------------------------------
+def _stored_clips(path: Path) -> set[int]:
+    """Clip indices of the indicator events waiting in a (killed) worker's durable outbox file."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT value FROM records WHERE topic = 'imminence.indicators'").fetchall()
+    finally:
+        db.close()
+    return {json.loads(v)["clip_index"] for (v,) in rows}
+
+
+def _origin_clips(events: list, origin: datetime, clip_s: float) -> dict[int, set[str]]:
+    """clip index -> event ids, of the events timed from ``origin`` (one incarnation of a file worker)."""
+    from streamer.schemas import IndicatorEvent
+
+    out: dict[int, set[str]] = {}
+    for m in events:
+        if isinstance(m, IndicatorEvent) and abs((m.clip_start - origin).total_seconds() - m.clip_index * clip_s) < 1e-3:
+            out.setdefault(m.clip_index, set()).add(m.event_id)
+    return out
+
+
+def test_worker_killed_9_with_the_broker_down_loses_nothing(s3_broker, long_video, tmp_path, procs) -> None:
+    """Broker kill -9 (outbox filling), then worker kill -9: every clip the worker accepted is delivered
+    after both restart, from its durable outbox (the restarted worker times its clips differently, so
+    the first worker's events can only come from there), and scored exactly once."""
+    import shutil
+
+    from streamer.outbox import outbox_path
+
+    ns = "faults-outbox"
+    video = tmp_path / "cam.mp4"
+    shutil.copy(long_video, video)
+    first_origin = int(time.time()) - 3600
+    os.utime(video, (first_origin, first_origin))
+    cam = {"id": "cam-d", "source": str(video), "position": {"lon": -79.39, "lat": 43.65}, "fps": 5,
+           "clip_seconds": 1}
+    cfg = write_config(tmp_path / "cfg.yaml", s3_broker.bootstrap, ns, cameras=[cam], scoring={
+        "group": f"{ns}-score", "emit_interval_s": 0.3, "restore_idle_s": 1.0, "allowed_lateness_s": 1_000_000})
+    box = outbox_path(tmp_path / "state" / "outbox", ns, "camera-cam-d")
+    score = Proc(["score", "--config", str(cfg)], tmp_path / "score.log")
+    procs.append(score)
+    w = Proc(["worker", "--camera", "cam-d", "--config", str(cfg)], tmp_path / "w1.log")
+    procs.append(w)
+    scrape_until(w, "imminence_bus_sent_total", 3, timeout=90, topic="imminence.indicators")
+    s3_broker.kill()  # kill -9 of the broker: clips pile up in the outbox
+    body = scrape_until(w, "imminence_bus_buffered", 4, timeout=60)
+    clips_seen = metric(body, "imminence_camera_clips_total", camera="cam-d")
+    w.kill_group()  # kill -9 of the worker with those clips unacknowledged
+    pending = _stored_clips(box)
+    second_origin = first_origin + 1800
+    os.utime(video, (second_origin, second_origin))
+    s3_broker.start()
+    w2 = Proc(["worker", "--camera", "cam-d", "--config", str(cfg)], tmp_path / "w2.log")
+    procs.append(w2)
+    scrape_until(w2, "imminence_camera_clips_total", 3, timeout=90, camera="cam-d")
+    assert w2.stop() == 0
+    final = re.search(r"camera cam-d stopped: (\d+) clips.*bus sent=\d+ dropped=(\d+) recovered=(\d+)", w2.text())
+    assert final, w2.text()[-2000:]
+    recovered = int(final.group(3))
+    first_o = datetime.fromtimestamp(first_origin, timezone.utc)
+    second_o = datetime.fromtimestamp(second_origin, timezone.utc)
+    accepted = max(pending) + 1  # the first worker accepted clips 0..max(pending)
+
+    def complete(ms: list) -> bool:
+        return set(_origin_clips(ms, first_o, 1.0)) >= set(range(accepted)) and \
+            len(_origin_clips(ms, second_o, 1.0)) >= int(final.group(1))
+
+    msgs = read_topic(s3_broker.bootstrap, ns, "imminence.indicators", complete, timeout=60,
+                      what="both incarnations' events")
+    first = _origin_clips(msgs, first_o, 1.0)
+    ids = {i for v in first.values() for i in v} | {i for v in _origin_clips(msgs, second_o, 1.0).values() for i in v}
+    cells = read_topic(s3_broker.bootstrap, ns, "imminence.cells", lambda ms: set(counted_ids(ms)) >= ids,
+                       timeout=90, what="every event scored")
+    counted = counted_ids(cells)
+    table("broker kill -9, then worker kill -9 with its outbox holding unacknowledged clips", {
+        "clips accepted by the killed worker": accepted, "clips counted by its metric before the kill": clips_seen,
+        "unacknowledged in its durable outbox": len(pending), "recovered and resent by the restart": recovered,
+        "killed worker's clips on the topic (distinct)": len(first),
+        "lost": len(set(range(accepted)) - set(first)),
+        "events counted once / twice+ in imminence": f"{sum(1 for n in counted.values() if n == 1)} / "
+                                                     f"{sum(1 for n in counted.values() if n > 1)}"})
+    assert len(pending) >= 3 and recovered >= len(pending)
+    assert sorted(first) == list(range(accepted)) and all(len(v) == 1 for v in first.values())
+    assert final.group(2) == "0"
+    assert set(counted) >= ids and all(counted[i] == 1 for i in ids)
+
+
+# -- exactly-once cell imminence (issue 12) -------------------------------------------------------------
+def _window_outputs(cells: list) -> dict:
+    """What a reader keeps per (cell, window): counts, event ids, cameras, concepts and imminence."""
+    return {k: {"events": m.events, "event_ids": sorted(m.event_ids), "cameras": m.cameras,
+                "concept_counts": m.concept_counts, "imminence": m.imminence}
+            for k, m in latest_windows(cells).items()}
+
+
+def test_scorer_killed_9_mid_window_gives_the_outputs_of_an_uninterrupted_run(kafka_bootstrap, unique_name,
+                                                                             tmp_path, procs) -> None:
+    """The same input, twice: once through one scorer that runs throughout, once through a scorer killed
+    with -9 while windows are open and restarted.  The imminence.cells outputs per (cell, window) must be
+    identical: same counts, same event ids, same imminence."""
+    from streamer.kafka_bus import KafkaBus
+    from streamer.schemas import TOPIC_INDICATORS
+    from test_observability import _grid
+
+    events = _cell_events(_grid(), 4, 45, datetime.now(timezone.utc).replace(second=0, microsecond=0)
+                          - timedelta(minutes=10))
+    concepts = ("loitering", "fighting", "running", "normal")
+    events = [e.model_copy(update={"concept": e.concept.model_copy(update={"label": concepts[i % 4]})})
+              for i, e in enumerate(events)]
+    batches = [events[:70], events[70:120], events[120:] + events[:25]]  # the last with repeats of the first
+    runs: dict[str, dict] = {}
+    table_rows: dict[str, object] = {}
+    for run in ("uninterrupted", "killed"):
+        ns = f"{unique_name}-{run}"
+        cfg = _score_config(tmp_path, kafka_bootstrap, ns, name=f"{run}.yaml")
+        bus = KafkaBus(kafka_bootstrap, namespace=ns)
+        s = Proc(["score", "--config", str(cfg)], tmp_path / f"{run}-1.log")
+        procs.append(s)
+        for e in batches[0]:
+            bus.publish(TOPIC_INDICATORS, e)
+        assert bus.flush(20)
+        scrape_until(s, "imminence_scoring_events_total", len(batches[0]), timeout=90, outcome="in")
+        for e in batches[1]:
+            bus.publish(TOPIC_INDICATORS, e)
+        assert bus.flush(20)
+        if run == "killed":
+            time.sleep(0.1)  # part of the batch read and counted, not all of it published or committed
+            body = http_get(s.url() + "/metrics")[1]
+            table_rows["events read before the kill"] = metric(body, "imminence_scoring_events_total", outcome="in")
+            s.kill_group()
+            s = Proc(["score", "--config", str(cfg)], tmp_path / f"{run}-2.log")
+            procs.append(s)
+        for e in batches[2]:
+            bus.publish(TOPIC_INDICATORS, e)
+        assert bus.flush(20)
+        bus.close()
+        expected = {e.event_id for e in events}
+        cells = read_topic(kafka_bootstrap, ns, "imminence.cells", lambda ms: set(counted_ids(ms)) >= expected,
+                           timeout=90, what=f"every event counted ({run})")
+        time.sleep(1.5)  # anything still coming would show a double count
+        cells = read_topic(kafka_bootstrap, ns, "imminence.cells", lambda ms: set(counted_ids(ms)) >= expected,
+                           timeout=30)
+        runs[run] = _window_outputs(cells)
+        counts = counted_ids(cells)
+        table_rows[f"{run}: windows / events once / twice+"] = (
+            f"{len(runs[run])} / {sum(1 for n in counts.values() if n == 1)} / "
+            f"{sum(1 for n in counts.values() if n > 1)}")
+        assert set(counts) == expected and all(n == 1 for n in counts.values())
+    differ = sorted(k for k in runs["uninterrupted"].keys() | runs["killed"].keys()
+                    if runs["uninterrupted"].get(k) != runs["killed"].get(k))
+    table_rows["(cell, window) outputs that differ"] = len(differ)
+    table("scorer kill -9 mid-window against an uninterrupted run (same input)", table_rows)
+    assert not differ, [(k, runs["uninterrupted"].get(k), runs["killed"].get(k)) for k in differ[:3]]
+    assert len(runs["killed"]) >= 4

@@ -120,7 +120,14 @@ def main(args: argparse.Namespace) -> int:
               flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    bus = KafkaBus(cfg.bus.model_copy(update={"bootstrap": bootstrap}))
+    from streamer.outbox import OutboxError, open_durable  # noqa: PLC0415
+
+    try:
+        durable = open_durable(cfg.bus, args.config, "replay") if args.config else None
+    except OutboxError as exc:
+        print(f"imminence replay: {exc}", file=sys.stderr)
+        return 2
+    bus = KafkaBus(cfg.bus.model_copy(update={"bootstrap": bootstrap}), durable=durable)
     try:
         summary = replay_videos(videos, bus, cfg, grid, args.speed, run_id=args.run_id, stop_event=stop)
     finally:

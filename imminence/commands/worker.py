@@ -57,14 +57,23 @@ def find_camera(cfg: ImminenceConfig, camera_id: str, config_path: str | Path) -
     raise ConfigError(f"{config_path}: cameras: no camera with id '{camera_id}'{hint}; known: {ids}")
 
 
-def make_bus(cfg: ImminenceConfig, bootstrap: Optional[str], config_path: str | Path) -> Any:
+def make_bus(cfg: ImminenceConfig, bootstrap: Optional[str], config_path: str | Path,
+             camera: Optional[CameraConfig] = None) -> Any:
+    """The worker's Kafka bus, with the camera's durable outbox unless ``bus.outbox_dir`` is null."""
     from streamer.kafka_bus import KafkaBus  # noqa: PLC0415 - kafka-python only for commands that need it
+    from streamer.outbox import OutboxError, open_durable  # noqa: PLC0415
 
     address = bootstrap or cfg.bus.bootstrap
     if not address:
         raise ConfigError(f"{config_path}: bus -> bootstrap: no broker configured; set bus.bootstrap "
                           "or pass --bootstrap HOST:PORT")
-    return KafkaBus(cfg.bus.model_copy(update={"bootstrap": address}))
+    durable = None
+    if camera is not None:
+        try:
+            durable = open_durable(cfg.bus, config_path, f"camera-{camera.id}", camera.outbox_fsync)
+        except OutboxError as exc:
+            raise ConfigError(f"{config_path}: bus -> outbox_dir: {exc}") from exc
+    return KafkaBus(cfg.bus.model_copy(update={"bootstrap": address}), durable=durable)
 
 
 def run_camera(stop_event: Any, config_path: str, camera_id: str, bootstrap: Optional[str] = None,
@@ -85,7 +94,7 @@ def run_camera(stop_event: Any, config_path: str, camera_id: str, bootstrap: Opt
                              open_timeout_s=cam.open_timeout_s, read_timeout_s=cam.read_timeout_s,
                              watchdog_s=cam.watchdog_s, reconnect_max_s=cam.reconnect_max_s)
         source.open()  # a missing or corrupt file fails here, before the broker is contacted
-        bus = make_bus(cfg, bootstrap, config_path)
+        bus = make_bus(cfg, bootstrap, config_path, cam)
     except ConfigError as exc:
         print(f"imminence worker: configuration error:\n{exc}", file=sys.stderr)
         return 2
@@ -109,8 +118,9 @@ def run_camera(stop_event: Any, config_path: str, camera_id: str, bootstrap: Opt
         bus.close(timeout=15)
     stats = bus.stats()
     log.info("camera %s stopped: %d clips, %d events, %d frames read, %d analysed, %d dropped, %d reconnects; "
-             "bus sent=%d dropped=%d", cam.id, summary.clips, summary.events, summary.frames_read,
-             summary.frames_analysed, summary.frames_dropped, summary.reconnects, stats.sent, stats.dropped)
+             "bus sent=%d dropped=%d recovered=%d kept=%d", cam.id, summary.clips, summary.events,
+             summary.frames_read, summary.frames_analysed, summary.frames_dropped, summary.reconnects, stats.sent,
+             stats.dropped, stats.recovered, stats.kept)
     return 0
 
 
