@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
 
@@ -125,10 +124,10 @@ def run_scene_pipeline(bootstrap: str, namespace: str, workdir: str | Path, *, c
                                  ScoringConfig(group=f"{namespace}-score", restore=False),
                                  cells=set(grid.cell_ids()), client_id=f"{namespace}-score")
         run_dir = workdir / "map"
-        # Replayed footage is old: the map's clock is the replay's event time, so live weights don't decay to 0.
-        scene_end = max(v.start for v in videos) + timedelta(minutes=minutes, seconds=60)
+        # Replayed footage is old, and its cell messages say so (replay: true): the map's default clock
+        # ages them in the recording's time, as `imminence map` does with its default settings.
         mapper = MapService(bus, grid, MapConfig(out_dir=str(run_dir), group=f"{namespace}-map"),
-                            out_dir=run_dir, clock=lambda: scene_end, client_id=f"{namespace}-map",
+                            out_dir=run_dir, client_id=f"{namespace}-map",
                             cameras=[{"id": v.camera.id, "lon": v.camera.position.lon, "lat": v.camera.position.lat}
                                      for v in videos])
         # Both services run at once, as deployed; the map stops once it has read every cell message.

@@ -234,11 +234,12 @@ class ConsoleState:
         return 0 <= r < rc[0] and 0 <= c < rc[1]
 
     def map_layer(self, crime: str, layer: str) -> dict:
-        """Values and classes of one crime type's layer in the latest snapshot."""
+        """Values and classes of one crime type's layer in the latest snapshot (``notice``: why it is empty)."""
         with self._lock:
             snap = self.snapshot
         if snap is None:
-            return {"snapshot_id": None, "crime": crime, "layer": layer, "values": {}, "classes": {}, "top_cells": []}
+            return {"snapshot_id": None, "crime": crime, "layer": layer, "values": {}, "classes": {}, "top_cells": [],
+                    "notice": None}
         lay = snap.layers.get(crime)
         values = dict(getattr(lay, layer)) if lay is not None else {}
         if lay is not None and layer == "merged":
@@ -251,7 +252,7 @@ class ConsoleState:
             "top_cells": [t.model_dump() for t in lay.top_cells] if lay is not None else [],
             "live_weight": snap.live_weight, "forecast_version": snap.forecast_version,
             "forecast_date": snap.forecast_date, "cells_live": snap.cells_live,
-            "grid": snap.grid.model_dump(),
+            "grid": snap.grid.model_dump(), "notice": no_live_data_notice(snap),
         }
 
     def cell_detail(self, cell_id: str) -> dict:
@@ -305,6 +306,16 @@ class ConsoleState:
     def camera_list(self) -> list[dict]:
         with self._lock:
             return [camera_summary(c) for c in sorted(self.cameras.values(), key=lambda c: c.camera_id)]
+
+
+def no_live_data_notice(snap: MapSnapshot) -> Optional[str]:
+    """What the page says instead of an empty live map: the map service received windows but every one
+    was older than its live horizon (e.g. a recording played as if it were live); None otherwise."""
+    if snap.cells_live > 0 or snap.windows_too_old <= 0 or snap.too_old_newest is None:
+        return None
+    minutes = f"{snap.live_horizon_s / 60:.0f} minutes" if snap.live_horizon_s else "live horizon"
+    when = snap.too_old_newest.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"no live data in the last {minutes} (events received are from {when})"
 
 
 def event_summary(e: IndicatorEvent) -> dict:
@@ -543,9 +554,12 @@ def snapshot_from_geojson(fc: dict[str, Any], path: Path) -> Optional[MapSnapsho
             if not isinstance(value, (int, float)) or value <= 0:
                 continue
             layers.setdefault(crime, {"merged": {}, "live": {}, "forecast": {}, "class": {}})[kind][cid] = value
-    if not layers:
-        return None
     info = fc.get("properties") or {}
+    if not layers:
+        if not info.get("windows_too_old"):
+            return None
+        # the map service wrote an empty map because every window was too old: keep why, for the notice
+        layers = {crime: {"merged": {}, "live": {}, "forecast": {}, "class": {}} for crime in CRIMES}
     written = info.get("written_at")
     try:
         created = datetime.fromisoformat(written) if written else None
@@ -560,9 +574,15 @@ def snapshot_from_geojson(fc: dict[str, Any], path: Path) -> Optional[MapSnapsho
                               top_cells=[TopCell(cell_id=c, value=v, cls=int(d["class"].get(c, 0))) for c, v in top])
     grid = GridInfo(grid_id=str(info.get("grid_id", "unknown")), cell_size_m=float(info.get("cell_size_m", 0.0)),
                     rows=int(info.get("rows", 0)), cols=int(info.get("cols", 0)), cells=len(feats))
+    try:
+        too_old_newest = datetime.fromisoformat(info["too_old_newest"]) if info.get("too_old_newest") else None
+    except (TypeError, ValueError):
+        too_old_newest = None
     return MapSnapshot(snapshot_id=f"file:{path.name}:{created.isoformat()}", created_at=created, grid=grid,
                        layers=out, live_weight=float(info.get("live_weight", 0.0) or 0.0),
-                       forecast_date=info.get("forecast_date"), cells_live=int(info.get("cells_live", 0) or 0))
+                       forecast_date=info.get("forecast_date"), cells_live=int(info.get("cells_live", 0) or 0),
+                       live_horizon_s=info.get("live_horizon_s"),
+                       windows_too_old=int(info.get("windows_too_old", 0) or 0), too_old_newest=too_old_newest)
 
 
 def _geometry_from_geojson(state: ConsoleState, fc: dict[str, Any]) -> bool:

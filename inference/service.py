@@ -9,6 +9,14 @@ and published as :class:`~streamer.schemas.CellImminence` to ``imminence.cells``
 (key: cell id), then the producer is flushed and only then are the consumed
 offsets committed.
 
+Replays beside live cameras: an event says whether it comes from a recording
+(``IndicatorEvent.replay``).  Windows close on the watermark of their own clock
+(live or replay, :mod:`inference.windows`), so a recording from May replayed
+while live cameras publish today is counted, not skipped as too late, and a
+cell message says ``replay: true`` when every event of its window was
+replayed: the map service then ages it in the recording's time, not the wall
+clock's.
+
 Delivery, restarts and duplicates:
 
 * Every message of a window carries the window's *full* aggregate (not a
@@ -50,7 +58,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from inference.config import ScoringConfig
 from inference.crime_models import CrimeModel, score_rows
-from inference.windows import Merge, Outcome, WindowAggregator, WindowState
+from inference.windows import Merge, Outcome, WindowAggregator, WindowState, clock_of
 from streamer.bus import Bus, LagProbe, Received, Subscription
 from streamer.observability import MODEL_INFO
 from streamer.schemas import (CRIME_TYPES, TOPIC_CELLS, TOPIC_INDICATORS, CellImminence, IndicatorEvent,
@@ -160,7 +168,8 @@ class ScoringService:
             if m.events > len(m.event_ids):
                 self._note_truncated(m)
             outcome = self.agg.merge(m.cell_id, m.window_start.timestamp(), m.window_end.timestamp(), m.revision,
-                                     m.event_ids, m.event_concepts, m.cameras, m.concept_counts, m.events)
+                                     m.event_ids, m.event_concepts, m.cameras, m.concept_counts, m.events,
+                                     replay=m.replay)
             self._merges[outcome.value] = self._merges.get(outcome.value, 0) + 1
             if outcome is Merge.CONFLICT:
                 log.warning("window %s of cell %s: another instance's message lists no per-event concepts; "
@@ -266,13 +275,14 @@ class ScoringService:
                 self._count("no_concept")
             pub = ev.published_at.timestamp() if ev.published_at is not None else (
                 r.timestamp_ms / 1000.0 if r.timestamp_ms else None)
-            outcome = self.agg.add(ev.event_id, ev.cell_id, t, concept, ev.camera_id, now, pub)
+            outcome = self.agg.add(ev.event_id, ev.cell_id, t, concept, ev.camera_id, now, pub, replay=ev.replay)
             if outcome is Outcome.DUPLICATE or (seen and outcome is Outcome.TOO_LATE):
                 self._count("duplicate")
             elif outcome is Outcome.TOO_LATE:
-                self._count("too_late", "skipped event %s of camera %s at %s: its windows closed (watermark %s)",
-                            ev.event_id, ev.camera_id, ev.clip_start.isoformat(),
-                            _iso(self.agg.watermark).isoformat(), ev=ev)
+                clock = clock_of(ev.replay)
+                self._count("too_late", "skipped event %s of camera %s at %s: its windows closed (%s watermark %s)",
+                            ev.event_id, ev.camera_id, ev.clip_start.isoformat(), clock,
+                            _iso(self.agg.watermarks[clock]).isoformat(), ev=ev)
             else:
                 self._count(outcome.value)
 
@@ -323,7 +333,8 @@ class ScoringService:
                 concept_counts=dict(w.concept_counts), inputs=s["inputs"],
                 top_rules={c: [RuleFiring(rule=t, strength=min(1.0, max(0.0, st)), output=o) for t, st, o in rules]
                            for c, rules in s["top_rules"].items()},
-                event_ids=ids, event_concepts=concepts, produced_at=produced, models=self.model_versions)
+                event_ids=ids, event_concepts=concepts, produced_at=produced, models=self.model_versions,
+                replay=w.replay)
             self.bus.publish(self.topic_out, msg, key=w.cell_id)
             for p in w.publish_times:
                 lag = max(0.0, now - p)
@@ -344,7 +355,8 @@ class ScoringService:
                 "open_windows": len(self.agg.windows), "restored_windows": self._restored,
                 "merges": dict(self._merges),
                 "commits": self._commits,
-                "watermark": _iso(self.agg.watermark).isoformat() if self.agg.watermark > -1e18 else None}
+                "watermark": _iso(self.agg.watermark).isoformat() if self.agg.watermark > -1e18 else None,
+                "watermarks": {c: _iso(t).isoformat() for c, t in sorted(self.agg.watermarks.items())}}
 
     def lags(self) -> list[float]:
         """Seconds from each counted event's publication to the publication of its cell update."""

@@ -3,11 +3,15 @@
 Windows are ``window_s`` long and start every ``slide_s`` seconds, aligned to the
 Unix epoch (tumbling when the two are equal); an event at time t belongs to
 every window with ``start <= t < start + window_s``.  The watermark is the
-largest event time seen.  A window is *open* until the watermark passes
-``end + allowed_lateness_s``: a late event (its window already ended) still
-updates an open window, which is then published again as a new revision.  An
-event whose windows are all closed is *too late*: counted and logged, not
-aggregated.
+largest event time seen, kept per clock: one for live events and one for
+replayed recordings (``IndicatorEvent.replay``), whose times are months
+behind the live ones when both run at once.  A window is *open* until the
+watermark of every clock that counted an event in it passes ``end +
+allowed_lateness_s``: a late event (its window already ended) still updates an
+open window, which is then published again as a new revision.  An event whose
+windows are all closed on its own clock is *too late*: counted and logged, not
+aggregated.  So a replay started beside live cameras is counted (and the other
+way round), where one watermark would have closed every window of the replay.
 
 Each window keeps the ids of its events (with their concepts), so an event
 delivered twice (producer retry, consumer redelivery after a restart) is counted
@@ -30,6 +34,14 @@ def window_starts(t: float, window_s: float, slide_s: float) -> list[float]:
     first = math.floor((t - window_s) / slide_s) + 1
     last = math.floor(t / slide_s)
     return [k * slide_s for k in range(first, last + 1) if k * slide_s <= t < k * slide_s + window_s]
+
+
+LIVE = "live"  # clock of live events (stamped from the wall clock)
+REPLAY = "replay"  # clock of replayed recordings (stamped from the recording's start)
+
+
+def clock_of(replay: bool) -> str:
+    return REPLAY if replay else LIVE
 
 
 class Merge(str, Enum):
@@ -61,10 +73,16 @@ class WindowState:
     first_dirty_at: Optional[float] = None  # wall clock of the oldest unpublished change
     publish_times: list[float] = field(default_factory=list)  # event publication times of unpublished changes
     restored: bool = False
+    clocks: set[str] = field(default_factory=set)  # LIVE and/or REPLAY: the clocks of its events
 
     @property
     def events(self) -> int:
         return len(self.event_ids)
+
+    @property
+    def replay(self) -> bool:
+        """Every event of the window is a replayed recording's (none is live)."""
+        return REPLAY in self.clocks and LIVE not in self.clocks
 
 
 class WindowAggregator:
@@ -76,23 +94,37 @@ class WindowAggregator:
         self.window_s = float(window_s)
         self.slide_s = float(slide_s)
         self.lateness = float(allowed_lateness_s)
-        self.watermark = -math.inf
+        self.watermarks: dict[str, float] = {}  # per clock (LIVE, REPLAY): the largest event time seen
         self.windows: dict[tuple[str, float], WindowState] = {}
+
+    @property
+    def watermark(self) -> float:
+        """The largest event time seen on any clock (-inf before the first event)."""
+        return max(self.watermarks.values(), default=-math.inf)
 
     def starts_of(self, t: float) -> list[float]:
         """Starts of every window holding time t."""
         return window_starts(t, self.window_s, self.slide_s)
 
-    def is_closed(self, start: float) -> bool:
-        return start + self.window_s + self.lateness <= self.watermark
+    def is_closed(self, start: float, clock: str = LIVE) -> bool:
+        """The window starting at ``start`` takes no more events of ``clock`` (its watermark passed it)."""
+        return start + self.window_s + self.lateness <= self.watermarks.get(clock, -math.inf)
+
+    def _expired(self, w: WindowState) -> bool:
+        return all(self.is_closed(w.start, c) for c in (w.clocks or {LIVE}))
 
     def add(self, event_id: str, cell_id: str, t: float, concept: Optional[str], camera_id: str,
-            now: float, published_at: Optional[float] = None) -> Outcome:
-        """Count one event in its open windows of its cell; returns what happened to it."""
+            now: float, published_at: Optional[float] = None, replay: bool = False) -> Outcome:
+        """Count one event in its open windows of its cell; returns what happened to it.
+
+        ``replay``: the event is a replayed recording's; it is measured against the replay watermark.
+        """
+        clock = clock_of(replay)
+        mark = self.watermarks.get(clock, -math.inf)
         counted = late = False
         open_any = False
         for start in self.starts_of(t):
-            if self.is_closed(start):
+            if self.is_closed(start, clock):
                 continue
             open_any = True
             key = (cell_id, start)
@@ -105,14 +137,15 @@ class WindowAggregator:
             if concept:
                 w.concept_counts[concept] += 1
             w.cameras.add(camera_id)
+            w.clocks.add(clock)
             if not w.dirty:
                 w.dirty = True
                 w.first_dirty_at = now
             if published_at is not None:
                 w.publish_times.append(published_at)
             counted = True
-            late = late or w.end <= self.watermark
-        self.watermark = max(self.watermark, t)
+            late = late or w.end <= mark
+        self.watermarks[clock] = max(mark, t)
         if not open_any:
             return Outcome.TOO_LATE
         if not counted:
@@ -124,7 +157,7 @@ class WindowAggregator:
 
     def expire(self) -> list[WindowState]:
         """Drop closed windows; returns those among them with unpublished changes (publish them last)."""
-        closed = [k for k, w in self.windows.items() if self.is_closed(w.start)]
+        closed = [k for k, w in self.windows.items() if self._expired(w)]
         out = []
         for k in closed:
             w = self.windows.pop(k)
@@ -134,7 +167,7 @@ class WindowAggregator:
 
     def merge(self, cell_id: str, start: float, end: float, revision: int, event_ids: list[str],
               event_concepts: list[str], cameras: Iterable[str], concept_counts: dict[str, int],
-              events: int) -> Merge:
+              events: int, replay: bool = False) -> Merge:
         """Fold a published aggregate of this window into the local state.
 
         The message may be this instance's own (read back), another instance's
@@ -144,7 +177,8 @@ class WindowAggregator:
         the message already holds everything known here under a revision that
         wins downstream (downstream keeps the highest revision per window).
         """
-        if self.is_closed(start):
+        clock = clock_of(replay)
+        if self.is_closed(start, clock):
             return Merge.CLOSED
         exact = len(event_concepts) == len(event_ids) and events == len(event_ids)
         key = (cell_id, start)
@@ -158,6 +192,7 @@ class WindowAggregator:
                 w.event_ids = dict.fromkeys(event_ids, "")
                 w.concept_counts = Counter(concept_counts)
             w.cameras = set(cameras)
+            w.clocks = {clock}
             self.windows[key] = w
             return Merge.CREATED
         before = w.revision
@@ -177,6 +212,7 @@ class WindowAggregator:
             else:
                 return Merge.CONFLICT  # cannot count the other side's events exactly; keep ours
             w.cameras |= set(cameras)
+        w.clocks.add(clock)
         w.revision = max(before, revision)
         if not new and revision < before:
             return Merge.STALE  # what was published here already wins downstream

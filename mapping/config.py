@@ -16,10 +16,14 @@ class MapConfig(_Strict):
     radius_m: float = Field(default=1000.0, gt=0, description="KDE search radius")
     kernel: Literal["quartic", "gaussian"] = "quartic"
     interval_s: float = Field(default=5.0, gt=0, description="publish a snapshot at least this often when something changed")
-    live_half_life_s: float = Field(default=900.0, gt=0, description="weight of a live window halves every this many seconds")
-    clock: Literal["wall", "event"] = Field(
-        default="wall", description="age live windows against the wall clock, or (event) the newest window "
-                                    "end received: for replays of recorded footage")
+    live_half_life_s: float = Field(default=900.0, gt=0, description="weight of a live window halves every this many seconds; "
+                                                                   "windows older than 10 half-lives are dropped "
+                                                                   "as too old (logged, and said on the console)")
+    clock: Literal["auto", "wall", "event"] = Field(
+        default="auto", description="what live windows are aged against: auto = per source, windows of replayed "
+                                    "recordings (CellImminence.replay) against the newest replayed window of their "
+                                    "camera, live ones against the wall clock; wall = all against the wall clock; "
+                                    "event = all against the newest window end received")
     live_weight: float = Field(default=0.7, ge=0, le=1, description="weight of fresh live imminence against the forecast")
     files_interval_s: float = Field(default=30.0, gt=0, description="rewrite map.geojson and the PNGs at most this often (and on exit)")
     out_dir: str = "out/map"

@@ -8,8 +8,8 @@ The merge, per crime type and cell (documented in the README):
 
 * live value of a cell with a message: ``l_c = imminence_c / 10`` (the study's
   0..10 scale to 0..1), its weight ``w_c = live_weight * 2 ** (-age_c / live_half_life_s)``
-  where ``age_c`` is the time since the end of the cell's window; cells without
-  a message have ``w_c = 0``;
+  where ``age_c`` is the time since the end of the cell's window (see *Clocks*);
+  cells without a message have ``w_c = 0``;
 * both spread by the KDE (``mapping.kde.surface_from_cells``, density within
   ``radius_m``): the live reach ``W = min(live_weight, KDE(w) / K(0))`` (equal
   to ``w_c`` at a lone live cell, falling to 0 at the search radius) and the
@@ -28,6 +28,20 @@ threshold are left out of the sparse dicts, and the threshold rises until the
 encoded snapshot fits ``max_bytes`` (1 MB Kafka default): values under 0.0005 are
 left out, and when that is not enough each dict keeps only its highest cells
 (the cap shrinks until the message fits), so a 10,000-cell grid fits.
+
+Clocks (``map.clock``).  ``auto`` (the default) ages each window against its
+own source's clock: a window of live cameras against the wall clock, a window
+whose events all come from replayed recordings (``CellImminence.replay``, set
+from ``IndicatorEvent.replay``) against the end of the newest replayed window
+of its camera(s).  So a recording from months ago replayed at any speed maps
+as if it were live, beside live cameras that are aged in real time.  ``wall``
+ages everything against the wall clock, ``event`` everything against the
+newest window received (the behaviour before ``auto``).  A window older than
+``HORIZON_HALF_LIVES`` half-lives (its live weight below 1/1000; 150 minutes at
+the default half-life) is dropped as too old, on arrival or later: counted,
+logged with the count and the reason (at most every ``_LOG_EVERY_S``), and
+reported in each snapshot (``windows_too_old``, ``too_old_newest``,
+``live_horizon_s``) so the console can say why the map is empty.
 
 Snapshots go out when the state changed (at most every ``min_gap_s``) and at
 least every ``interval_s`` (the live weights decay with time).  Offsets are
@@ -66,6 +80,8 @@ CELL_UPDATES = Counter("imminence_map_cell_updates_total", "CellImminence messag
 ALL = "all"
 MAX_BYTES = 900_000
 MIN_VALUE = 0.0005   # merged/forecast values below this are left out of the sparse dicts (live: x10)
+HORIZON_HALF_LIVES = 10.0  # a window older than this many half-lives (weight < 1/1000) is dropped as too old
+_LOG_EVERY_S = 60.0  # too-old windows are logged at most this often (with the count so far)
 
 
 @dataclass
@@ -74,6 +90,7 @@ class ServiceStats:
     applied: int = 0
     ignored: int = 0           # repeats and stale revisions/windows
     outside_grid: int = 0
+    too_old: int = 0           # windows dropped as older than the live horizon (on arrival or later)
     snapshots: int = 0
     files_written: int = 0
     errors: int = 0
@@ -87,6 +104,8 @@ class _Cell:
     window_end: datetime
     revision: int
     imminence: dict[str, float]
+    replay: bool = False
+    cameras: tuple[str, ...] = ()
 
 
 class MapService:
@@ -130,6 +149,17 @@ class MapService:
         self._lag_probe = LagProbe()
         self.last_snapshot: Optional[MapSnapshot] = None
         self._surfaces: dict[str, dict[str, np.ndarray]] = {}
+        self._newest_end: Optional[datetime] = None  # newest window end received (clock: event)
+        self._replay_end: dict[str, datetime] = {}  # camera -> newest replayed window end (clock: auto)
+        self._replay_newest: Optional[datetime] = None  # newest replayed window end of any camera
+        self._too_old_newest: Optional[datetime] = None
+        self._too_old_by: dict[str, int] = {}  # reason kind -> windows dropped (for the log)
+        self._too_old_logged: dict[str, tuple[float, int]] = {}  # kind -> (monotonic time, count) of last log
+
+    @property
+    def horizon_s(self) -> float:
+        """Live windows older than this, against their clock, are dropped as too old."""
+        return HORIZON_HALF_LIVES * self.cfg.live_half_life_s
 
     # -- state ------------------------------------------------------------------------------
     def reload_forecast(self) -> bool:
@@ -156,16 +186,99 @@ class MapService:
             self.stats.outside_grid += 1
             CELL_UPDATES.labels("outside_grid").inc()
             return False
+        self._note_clocks(msg)
         cur = self.cells.get(msg.cell_id)
         if cur is not None and (msg.window_start, msg.revision) <= (cur.window_start, cur.revision):
             self.stats.ignored += 1
             CELL_UPDATES.labels("ignored").inc()
             return False
+        cell = _Cell(msg.window_start, msg.window_end, msg.revision, dict(msg.imminence), msg.replay,
+                     tuple(msg.cameras))
+        if self._age_s(cell, self.clock()) > self.horizon_s:  # arrived far in the past: never mapped
+            self._drop_too_old([cell])
+            CELL_UPDATES.labels("too_old").inc()
+            return False
         CELL_UPDATES.labels("applied").inc()
-        self.cells[msg.cell_id] = _Cell(msg.window_start, msg.window_end, msg.revision, dict(msg.imminence))
+        self.cells[msg.cell_id] = cell
         self.stats.applied += 1
         self._dirty = True
         return True
+
+    # -- clocks -------------------------------------------------------------------------------
+    def _note_clocks(self, msg: CellImminence) -> None:
+        end = msg.window_end
+        if self._newest_end is None or end > self._newest_end:
+            self._newest_end = end
+        if msg.replay:
+            if self._replay_newest is None or end > self._replay_newest:
+                self._replay_newest = end
+            for cam in msg.cameras:
+                if cam not in self._replay_end or end > self._replay_end[cam]:
+                    self._replay_end[cam] = end
+
+    def reference_time(self, cell: _Cell, now: datetime) -> datetime:
+        """What a cell's window is aged against (see *Clocks* in the module doc); ``now`` is the wall clock."""
+        mode = self.cfg.clock
+        if mode == "wall":
+            return now
+        if mode == "event":
+            return self._newest_end or now
+        if not cell.replay:
+            return now
+        ends = [self._replay_end[c] for c in cell.cameras if c in self._replay_end]
+        return max(ends) if ends else (self._replay_newest or cell.window_end)
+
+    def _age_s(self, cell: _Cell, now: datetime) -> float:
+        return max(0.0, (self.reference_time(cell, now) - cell.window_end).total_seconds())
+
+    def _too_old_kind(self, cell: _Cell) -> str:
+        if self.cfg.clock == "event":
+            return "event"
+        if self.cfg.clock == "auto" and cell.replay:
+            return "replay"
+        return "wall"
+
+    def expire(self, now: Optional[datetime] = None) -> int:
+        """Drop the cells whose window is older than the horizon; returns how many."""
+        now = now or self.clock()
+        old = [cid for cid, c in self.cells.items() if self._age_s(c, now) > self.horizon_s]
+        if old:
+            self._drop_too_old([self.cells.pop(cid) for cid in old])
+            self._dirty = True
+        return len(old)
+
+    def _drop_too_old(self, cells: list[_Cell]) -> None:
+        for c in cells:
+            kind = self._too_old_kind(c)
+            self._too_old_by[kind] = self._too_old_by.get(kind, 0) + 1
+            if self._too_old_newest is None or c.window_end > self._too_old_newest:
+                self._too_old_newest = c.window_end
+        self.stats.too_old += len(cells)
+
+    def _log_too_old(self) -> None:
+        """Say how many windows were dropped as too old and why: once, then at most every ``_LOG_EVERY_S``."""
+        now_m = time.monotonic()
+        for kind, count in self._too_old_by.items():
+            last_t, last_n = self._too_old_logged.get(kind, (-1e18, 0))
+            if count > last_n and now_m - last_t >= _LOG_EVERY_S:
+                self._too_old_logged[kind] = (now_m, count)
+                log.warning("map: %d cell window(s) left out as too old so far: %s", count, self._reason(kind))
+
+    def _reason(self, kind: str) -> str:
+        minutes = self.horizon_s / 60.0
+        newest = self._too_old_newest.isoformat() if self._too_old_newest else "?"
+        if kind == "replay":
+            return (f"replayed windows ended more than {minutes:.0f} min before the newest replayed window of "
+                    f"their camera (newest left out ended {newest})")
+        if kind == "event":
+            return (f"they ended more than {minutes:.0f} min before the newest window received "
+                    f"(map.clock: event; newest left out ended {newest})")
+        hint = ("their events are not marked as replayed (IndicatorEvent.replay), so they are aged against the "
+                "wall clock; for recorded footage use `imminence replay` or set map.clock: event"
+                if self.cfg.clock == "auto" else "map.clock: wall ages every window against the wall clock; "
+                                                 "for replays of recorded footage use map.clock: auto or event")
+        return (f"they ended more than {minutes:.0f} min ({HORIZON_HALF_LIVES:g} half-lives of "
+                f"map.live_half_life_s) before the wall clock (newest left out ended {newest}); {hint}")
 
     # -- surfaces ----------------------------------------------------------------------------
     def _live_arrays(self, now: datetime) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -174,7 +287,7 @@ class MapService:
         w = np.zeros(self.grid.shape)
         for cid, c in self.cells.items():
             r, col = self.grid.parse_cell_id(cid)
-            age = max(0.0, (now - c.window_end).total_seconds())
+            age = self._age_s(c, now)
             w[r, col] = self.cfg.live_weight * 2.0 ** (-age / self.cfg.live_half_life_s)
             for t in self.types:
                 vals[t][r, col] = float(c.imminence.get(t, 0.0))
@@ -193,16 +306,14 @@ class MapService:
             self._peak_value = float(dens[r, c])
         return self._peak_value
 
-    def as_of(self, now: datetime) -> datetime:
-        """The time live windows are aged against: the wall clock, or with ``clock: event`` (replays of
-        recorded footage) the end of the newest window received, so old recordings are not all stale."""
-        if self.cfg.clock == "event" and self.cells:
-            return max(c.window_end for c in self.cells.values())
-        return now
-
     def surfaces(self, now: Optional[datetime] = None) -> dict[str, dict[str, np.ndarray]]:
-        """Per layer (types and all): merged, live, forecast arrays and SD classes."""
-        now = now or self.as_of(self.clock())
+        """Per layer (types and all): merged, live, forecast arrays and SD classes.
+
+        ``now`` is the wall clock (default: the service's clock); each window is aged against its own
+        source's clock (:meth:`reference_time`), and windows beyond the horizon are dropped first.
+        """
+        now = now or self.clock()
+        self.expire(now)
         vals, w = self._live_arrays(now)
         kde = dict(radius=self.cfg.radius_m, kernel=self.cfg.kernel, mode="density")
         have_live = bool(w.any())
@@ -257,11 +368,9 @@ class MapService:
     def snapshot(self, now: Optional[datetime] = None) -> MapSnapshot:
         """Build (not publish) the snapshot of the current state, within ``max_bytes`` when encoded."""
         now = now or self.clock()
-        as_of = self.as_of(now)
-        surf = self.surfaces(as_of)
+        surf = self.surfaces(now)
         self._surfaces = surf
-        w_max = max((self.cfg.live_weight * 2.0 ** (-max(0.0, (as_of - c.window_end).total_seconds())
-                                                      / self.cfg.live_half_life_s)
+        w_max = max((self.cfg.live_weight * 2.0 ** (-self._age_s(c, now) / self.cfg.live_half_life_s)
                      for c in self.cells.values()), default=0.0)
         sid = hashlib.sha1(f"{self.grid.grid_id}|{now.isoformat()}|{len(self.cells)}".encode()).hexdigest()[:16]
         info = GridInfo(grid_id=self.grid.grid_id, cell_size_m=self.grid.cell_size, rows=self.grid.rows,
@@ -273,7 +382,8 @@ class MapService:
                                live_weight=round(min(1.0, w_max), 4),
                                forecast_version=self.forecast.version if self.forecast else None,
                                forecast_date=self.forecast.date if self.forecast else None,
-                               cells_live=len(self.cells))
+                               cells_live=len(self.cells), live_horizon_s=self.horizon_s,
+                               windows_too_old=self.stats.too_old, too_old_newest=self._too_old_newest)
             size = len(schemas.encode(snap))
             if size <= self.max_bytes or cap == 0:
                 break
@@ -282,6 +392,7 @@ class MapService:
             cap = int(min(largest if cap is None else cap, largest) * 0.9 * self.max_bytes / size)
             log.debug("snapshot %d bytes > %d: keeping the %d highest cells per layer", size, self.max_bytes, cap)
         self.stats.last_snapshot_bytes = size
+        self._log_too_old()  # after a batch of messages, so the first line already counts the batch
         return snap
 
     def publish(self, now: Optional[datetime] = None) -> MapSnapshot:
@@ -298,7 +409,9 @@ class MapService:
             self._surfaces = self.surfaces()
         out = self.out_dir
         extra = {"forecast_date": self.forecast.date if self.forecast else None,
-                 "cells_live": len(self.cells), "written_at": datetime.now(timezone.utc).isoformat()}
+                 "cells_live": len(self.cells), "written_at": datetime.now(timezone.utc).isoformat(),
+                 "live_horizon_s": self.horizon_s, "windows_too_old": self.stats.too_old,
+                 "too_old_newest": self._too_old_newest.isoformat() if self._too_old_newest else None}
         paths = [write_geojson(self.grid, self._surfaces, out / "map.geojson", extra)]
         for t, s in self._surfaces.items():
             top = float(s["merged"].max()) if s["merged"].size else 0.0
@@ -391,7 +504,8 @@ class MapService:
 
     def health(self) -> dict:
         return {"ok": self.stats.errors == 0 or self.stats.snapshots > 0, "cells_live": len(self.cells),
-                "snapshots": self.stats.snapshots, "last_error": self.stats.last_error}
+                "snapshots": self.stats.snapshots, "last_error": self.stats.last_error,
+                "windows_too_old": self.stats.too_old}
 
     def hottest(self, layer: str = ALL, n: int = 5) -> list[tuple[str, float]]:
         """The ``n`` highest merged cells of a layer in the latest surfaces."""

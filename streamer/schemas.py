@@ -116,7 +116,9 @@ class IndicatorEvent(_Model):
     detections: DetectionSummary
     concept: Optional[ConceptResult] = None
     models: dict[str, str] = Field(default_factory=dict, description="model name -> version")
-    replay: bool = False
+    replay: bool = Field(default=False, description="the clip comes from a recording (a replayed dataset or a "
+                                                    "video file): its times are the recording's, not the wall "
+                                                    "clock's")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -147,6 +149,10 @@ class CellImminence(_Model):
     event_concepts: list[str] = Field(default_factory=list, description="concept of each of event_ids, same order ('' when none); lets scoring instances merge windows exactly")
     produced_at: UtcDatetime
     models: dict[str, str] = Field(default_factory=dict)
+    replay: bool = Field(default=False, description="every event of the window is a replayed recording's "
+                                                    "(IndicatorEvent.replay): its times are the recording's, so "
+                                                    "the map ages it in the recording's time; false as soon as one "
+                                                    "event is live, and in messages written before this field")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -186,6 +192,13 @@ class MapSnapshot(_Model):
     forecast_version: Optional[str] = None
     forecast_date: Optional[str] = None
     cells_live: int = Field(default=0, ge=0, description="cells with a live imminence message")
+    live_horizon_s: Optional[float] = Field(default=None, ge=0.0,
+                                            description="windows older than this (against their clock) are left "
+                                                        "out of the map as too old")
+    windows_too_old: int = Field(default=0, ge=0, description="cell windows left out as too old since the map "
+                                                              "service started")
+    too_old_newest: Optional[UtcDatetime] = Field(default=None, description="end of the newest window left out as "
+                                                                            "too old")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -74,6 +74,33 @@ def test_data_endpoints_and_404s(grid):
     assert "/api/cells/{cell_id}" in client.get("/api/openapi.json").json()["paths"]
 
 
+def test_map_says_why_it_is_empty_when_every_window_was_too_old(grid, tmp_path):
+    """The map service dropped every window as too old: the API gives the page a sentence, not just no values."""
+    from mapping.config import MapConfig
+    from mapping.service import MapService
+
+    recorded = datetime(2026, 5, 1, 21, 4, tzinfo=timezone.utc)
+    svc = MapService(InMemoryBus(), grid, MapConfig(), out_dir=tmp_path / "map",
+                     clock=lambda: recorded + timedelta(days=200))
+    cell = samples.cell_message(grid.cell_ids()[0], at=recorded)   # not marked replay: aged on the wall clock
+    assert not svc.apply(cell)
+    snap = svc.publish()
+    svc.write_files()
+    st = ConsoleState(WebConfig(), grid)
+    st.apply(schemas.TOPIC_MAPS, snap)
+    client = TestClient(create_app(WebConfig(), st))
+    m = client.get("/api/map").json()
+    assert m["values"] == {}
+    assert m["notice"] == "no live data in the last 150 minutes (events received are from 2026-05-01 21:04 UTC)"
+    # the same from the run folder the map service wrote (`imminence web --from`)
+    disk = ConsoleState(WebConfig(), grid)
+    load_run_dir(disk, tmp_path / "map")
+    assert disk.map_layer("all", "merged")["notice"] == m["notice"]
+    # live data again: no notice
+    st.apply(schemas.TOPIC_MAPS, samples.snapshot(grid, {grid.cell_ids()[1]: 2.0}))
+    assert client.get("/api/map").json()["notice"] is None
+
+
 def test_security_headers_and_leaflet_served_locally(grid):
     client = TestClient(create_app(WebConfig(), _fed_state(grid)))
     r = client.get("/")

@@ -344,3 +344,27 @@ def test_large_grid_uses_canvas_and_keeps_cells_findable(browser):
         page.wait_for_selector(".leaflet-tooltip")
         assert evil in page.inner_text("#camera-list") and page.locator("#injected").count() == 0
         page.close()
+
+
+def test_empty_map_says_why_when_every_window_was_too_old(browser):
+    """Windows received but all older than the map's live horizon: a sentence over the map, not a blank map."""
+    from console.app import create_app
+    from console.state import ConsoleState
+
+    grid = samples.small_grid()
+    state = ConsoleState(WebConfig(), grid)
+    old = samples.snapshot(grid, {}).model_copy(update={
+        "cells_live": 0, "live_horizon_s": 9000.0, "windows_too_old": 12,
+        "too_old_newest": datetime(2026, 5, 1, 21, 4, tzinfo=timezone.utc)})
+    state.apply(schemas.TOPIC_MAPS, old)
+    with ServerThread(create_app(WebConfig(), state)) as server:
+        page = _open(browser, server.url)
+        page.wait_for_selector("#map-notice:not([hidden])")
+        assert page.inner_text("#map-notice") == ("no live data in the last 150 minutes "
+                                                  "(events received are from 2026-05-01 21:04 UTC)")
+        assert page.locator("#map-notice").is_visible()
+        # live data again: the notice goes, without a reload
+        state.apply(schemas.TOPIC_MAPS, samples.snapshot(grid, {grid.cell_ids()[0]: 3.0}))
+        page.wait_for_selector("#map-notice[hidden]", state="attached", timeout=10_000)
+        assert not page.errors, page.errors
+        page.close()

@@ -510,6 +510,8 @@ def test_outbox_limit_drops_oldest_counts_and_logs_them(unique_name, long_video,
         "clips accepted": clips, "delivered": len(delivered), "dropped (metric)": dropped,
         "missing clip indices": sorted(missing)[:12], "'outbox full' warnings": len(warn)})
     assert len(missing) == dropped > 0  # every clip is on the topic or counted as dropped
+    # a video file is a recording, timed from the file: its events say so, and the map ages them in its time
+    assert all(m.replay for m in msgs if isinstance(m, IndicatorEvent))
     assert warn and all(ln["level"] == "WARNING" and ln.get("camera") == "cam-o" for ln in warn)
 
 

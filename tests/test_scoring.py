@@ -114,6 +114,56 @@ def test_windows_sliding_and_lateness() -> None:
         WindowAggregator(30, 60, 0)
 
 
+def test_live_and_replayed_events_close_windows_on_their_own_clocks() -> None:
+    agg = WindowAggregator(60, 60, 30)
+    now = T0.timestamp()
+    old = now - 90 * 86400  # a recording of three months before
+    assert agg.add("l1", "c", now, None, "lobby", now) is Outcome.ADDED
+    # one watermark would close every window of the recording; the replay clock has its own
+    assert agg.add("r1", "c", old, None, "rec", now, replay=True) is Outcome.ADDED
+    assert agg.add("l0", "c", old, None, "lobby", now) is Outcome.TOO_LATE        # a live event that old is late
+    assert agg.add("r2", "c", old + 200, None, "rec", now, replay=True) is Outcome.ADDED
+    assert agg.add("r0", "c", old - 100, None, "rec", now, replay=True) is Outcome.TOO_LATE  # its own lateness
+    assert agg.watermarks == {"live": now, "replay": old + 200} and agg.watermark == now
+    assert agg.windows[("c", now)].replay is False
+    assert agg.windows[("c", old)].replay is True
+    # a live event in a replayed window (a recording stamped near now): the window is no longer replay-only
+    assert agg.add("l2", "c", old + 210, None, "lobby", now) is Outcome.TOO_LATE
+    assert agg.add("r3", "c", now + 5, None, "rec", now, replay=True) is Outcome.ADDED
+    assert agg.windows[("c", now)].clocks == {"live", "replay"} and not agg.windows[("c", now)].replay
+    # closed once the watermark of every clock that counted in it has passed
+    assert agg.add("r4", "c", now + 95, None, "rec", now, replay=True) is Outcome.ADDED
+    assert ("c", now) in agg.windows                                        # live watermark still at now
+    assert agg.add("l3", "c", now + 95, None, "lobby", now) is Outcome.ADDED
+    assert ("c", now) in {(w.cell_id, w.start) for w in agg.expire()}
+    # a published replay window read back (restore) keeps its clock
+    fresh = WindowAggregator(60, 60, 30)
+    fresh.merge("c", old, old + 60, 0, ["r1"], [""], ["rec"], {}, 1, replay=True)
+    assert fresh.windows[("c", old)].replay is True
+
+
+def test_a_replay_started_beside_a_live_camera_is_counted_and_marked(models) -> None:
+    """Live events (stamped now) come first; a recording of months before, replayed after, still counts."""
+    bus = InMemoryBus()
+    now_s = 3600 - 120  # the service's clock is T0 + 1 h
+    for i in range(10):
+        bus.publish(TOPIC_INDICATORS, ev(i, "r0c1", now_s + 2 * i, camera="lobby"))
+    for i in range(10):
+        e = ev(i, "r0c0", 2 * i, "sneaking", camera="scene-0")
+        shift = timedelta(days=-90)
+        bus.publish(TOPIC_INDICATORS, e.model_copy(update={
+            "replay": True, "clip_start": e.clip_start + shift, "clip_end": e.clip_end + shift}))
+    svc = run_service(bus, models, cfg())
+    st = svc.stats()
+    assert st["events"]["too_late"] == 0 and st["events"]["added"] == 20, st
+    res = latest(bus)
+    replayed = [m for m in res.values() if m.cell_id == "r0c0"]
+    live = [m for m in res.values() if m.cell_id == "r0c1"]
+    assert sum(m.events for m in replayed) == 10 and all(m.replay for m in replayed)
+    assert sum(m.events for m in live) == 10 and not any(m.replay for m in live)
+    assert set(st["watermarks"]) == {"live", "replay"}
+
+
 def test_late_events_update_their_window_and_too_late_are_counted(models) -> None:
     bus = InMemoryBus(partitions=1)
     c = cfg(allowed_lateness_s=30)

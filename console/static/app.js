@@ -167,6 +167,10 @@
     $("map").dataset.snapshotId = d.snapshot_id || "";
     $("map").dataset.layer = `${d.crime}/${d.layer}`;
     $("snapshot-info").textContent = d.snapshot_id ? `snapshot ${fmtTime(d.created_at)} · ${Object.keys(values).length} cells with values` : "no snapshot yet";
+    // Why the live map is empty (every window received was older than the map's live horizon), as text.
+    const notice = $("map-notice");
+    notice.hidden = !d.notice;
+    notice.textContent = d.notice || "";
   }
 
   $("crime").addEventListener("change", (e) => { S.crime = e.target.value; refreshMap(); });

@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         for s, h in previous.items():
             signal.signal(s, h)
         bus.close(30.0)
-    print(f"map: {stats.applied} cell updates applied ({stats.ignored} repeats/stale ignored), "
+    print(f"map: {stats.applied} cell updates applied ({stats.ignored} repeats/stale ignored, "
+          f"{stats.too_old} too old to map), "
           f"{stats.snapshots} snapshots, {stats.errors} broker/file errors, files in {service.out_dir}")
     if stats.last_error:
         print(f"last error: {stats.last_error}")

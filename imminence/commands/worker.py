@@ -103,11 +103,13 @@ def run_camera(stop_event: Any, config_path: str, camera_id: str, bootstrap: Opt
         return 1
     # A file is a recording: its clips are timed from the file's modification time (as replay
     # does), so a worker restarted by the supervisor re-publishes the same clips under the same
-    # event ids and consumers drop the repeats.  Live sources are timed from the wall clock.
+    # event ids and consumers drop the repeats.  Its events say so (replay: true), so the map ages
+    # them in the recording's time.  Live sources are timed from the wall clock.
     origin = None
     if isinstance(source, FileSource):
         origin = recording_start(source.path)
-    worker = CameraWorker(cam, cfg.detectors, bus, grid, source=source, stop_event=stop_event, origin=origin)
+    worker = CameraWorker(cam, cfg.detectors, bus, grid, source=source, stop_event=stop_event, origin=origin,
+                          replay=origin is not None)
     from streamer.observability import set_health  # noqa: PLC0415
 
     set_health(f"camera:{cam.id}", worker.health)
