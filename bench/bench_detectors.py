@@ -6,7 +6,7 @@ Measures, and prints as one table:
 
 * worker frames per second (one camera, the ClipAnalyzer path a worker runs:
   detector, per-camera tracker, clip features, concept scores, GMCP window) on
-  2 CPU cores, with the committed nano YOLO at input 320 and with the OpenCV
+  2 CPU cores, with the committed nano YOLO at input 416 and with the OpenCV
   default, on a generated scene;
 * mAP50 of the committed nano YOLO on generated scenes it never saw (a seed not
   used for its training);
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 MODELS = ROOT / "detectors" / "models"
-YOLO_WEIGHTS = MODELS / "scene-yolov8n-320.pt"
+YOLO_WEIGHTS = MODELS / "scene-yolov8n-416.pt"
 CONCEPTS = MODELS / "concepts.json"
 COOC = MODELS / "cooccurrence.json"
 VTEST = ROOT.parent / "shared" / "data" / "vtest.avi"
@@ -116,7 +116,7 @@ def gpu_batching(frames: list, cameras: int = 16, seconds: float = 10.0) -> tupl
     from detectors.batching import DetectionServer
     from detectors.yolo import YOLODetector
 
-    det = YOLODetector(YOLO_WEIGHTS, imgsz=320)
+    det = YOLODetector(YOLO_WEIGHTS, imgsz=416)
     det.detect_batch(frames[:cameras])  # warm-up
     t0, n = time.perf_counter(), 0
     while time.perf_counter() - t0 < seconds:
@@ -171,9 +171,9 @@ def main() -> int:
         c.gmcp.cooccurrence = str(COOC)
         return c
 
-    yolo_cfg = YOLODetectorConfig(weights=str(YOLO_WEIGHTS), imgsz=320, device="cpu")
+    yolo_cfg = YOLODetectorConfig(weights=str(YOLO_WEIGHTS), imgsz=416, device="cpu")
     fps_y, n_y = worker_fps(heldout, cfg_for(yolo_cfg), args.fps_seconds)
-    rows.append(("worker frames/s, nano YOLO 320 + ByteTrack + concepts + GMCP (2 cores)", f"{fps_y:.1f} ({n_y} frames)"))
+    rows.append(("worker frames/s, nano YOLO 416 + ByteTrack + concepts + GMCP (2 cores)", f"{fps_y:.1f} ({n_y} frames)"))
     fps_o, n_o = worker_fps(heldout, cfg_for(OpenCVDetectorConfig()), args.fps_seconds)
     rows.append(("worker frames/s, OpenCV HOG default + ByteTrack + concepts + GMCP (2 cores)",
                  f"{fps_o:.1f} ({n_o} frames)"))
@@ -190,7 +190,7 @@ def main() -> int:
         export_yolo(heldout, ydir)
     from ultralytics import YOLO
 
-    m = YOLO(str(YOLO_WEIGHTS), task="detect").val(data=str(data_yaml), imgsz=320, device="cpu", plots=False,
+    m = YOLO(str(YOLO_WEIGHTS), task="detect").val(data=str(data_yaml), imgsz=416, device="cpu", plots=False,
                                                     verbose=False, workers=0, project=str(work / "runs"),
                                                     name="val", exist_ok=True)
     rows.append(("nano YOLO mAP50 / mAP50-95 on unseen generated scenes", f"{m.box.map50:.3f} / {m.box.map:.3f}"))
@@ -214,8 +214,8 @@ def main() -> int:
 
     # real footage
     if VTEST.exists():
-        share_y, n = people_share(VTEST, YOLODetector(YOLO_WEIGHTS, imgsz=320, device="cpu"), args.vtest_frames)
-        rows.append(("vtest.avi frames with people: trained nano YOLO 320", f"{share_y:.1%} of {n}"))
+        share_y, n = people_share(VTEST, YOLODetector(YOLO_WEIGHTS, imgsz=416, device="cpu"), args.vtest_frames)
+        rows.append(("vtest.avi frames with people: trained nano YOLO 416", f"{share_y:.1%} of {n}"))
         share_o, n = people_share(VTEST, OpenCVDetector(OpenCVDetectorConfig()), args.vtest_frames)
         rows.append(("vtest.avi frames with people: OpenCV default", f"{share_o:.1%} of {n}"))
     else:

@@ -54,8 +54,8 @@ class GMCPConfig(_Strict):
     time_limit_s: float = Field(default=1.0, gt=0)
     solver: Literal["highs", "cbc"] = "highs"
     cooccurrence: Optional[str] = Field(default=None, description="co-occurrence matrices file (JSON)")
-    beta: float = Field(default=0.7, ge=0, description="weight of the co-occurrence term against the detector "
-                        "confidences (tuned on validation seed 5 with weighting lift, decay 0.3)")
+    beta: float = Field(default=1.5, ge=0, description="weight of the co-occurrence term against the detector "
+                        "confidences (tuned on validation scene seed 31 with weighting lift, decay 0.3)")
     weighting: Literal["log", "lift", "product"] = Field(
         default="lift", description="edge weights (detectors.gmcp.clip_edge_weights): log = log P(b|a); lift = "
         "log P(b|a)/P(b), which drops the pull towards the commonest concept")

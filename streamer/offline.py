@@ -107,12 +107,12 @@ def analyse_dataset(root: str | Path, detectors: DetectorsConfig, *, fps: float 
         truth = {c.index: c.concept for c in gt.clips}
         camera = CameraConfig(id=entry.camera_id, source=str(ds.video_path(entry)), position=entry.position,
                               fps=entry.fps or fps, clip_seconds=gt.clip_seconds)
-        bar = tqdm(total=None, desc=entry.camera_id,
-                   unit="s", disable=not progress, leave=False)
+        bar = tqdm(total=len(gt.frames) or None, desc=f"{Path(root).name}/{entry.camera_id}", unit="frame",
+                   disable=not progress, leave=False)
         last = [0.0]
 
         def tick(t: float) -> None:
-            bar.update(round(t - last[0], 3))
+            bar.update(1)
             last[0] = t
 
         clips = analyse_file(ds.video_path(entry), camera, detectors, collect_features=True,

@@ -425,3 +425,17 @@ def test_uploads_sample_by_stream_time_like_a_worker() -> None:
     assert kept == list(range(0, 50, 5))
     clips12 = analyze_frames(frames[:24], DetectorsConfig(), 5.0, clip_seconds=2.0, source_fps=12.0)
     assert [c.frames for c in clips12] == [10]  # 12 fps: still exactly one frame per 0.2 s slot
+
+
+def test_a_person_box_that_never_moves_is_a_fixture_not_a_person() -> None:
+    """The detector boxing a bollard as a person for minutes must not look like someone loitering."""
+    rng = np.random.default_rng(15)
+    frame = _scene(rng)
+    cf = ClipFeatures(FPS, flow=False)
+    post = Detection((100, 40, 112, 76), "person", 0.6, track_id=7)
+    xs = [_feed(cf, [frame] * 20, lambda i: [post, _walker(i + 20 * k, 1.0)], 2.0 * k) for k in range(4)]
+    assert ("person", 7) in cf.static and ("person", 1) not in cf.static
+    assert feature(xs[0], "pair_share") == 1.0  # before 6 s it still counted
+    assert feature(xs[-1], "pair_share") == 0.0  # now it is nobody's companion
+    alone = _feed(cf, [frame] * 20, lambda i: [post], 8.0)  # the walker has gone: nobody is there
+    assert feature(alone, "person_share") == 0.0 and feature(alone, "dwell_max_s") == 0.0

@@ -10,7 +10,7 @@ import pytest
 from imminence.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-WEIGHTS = ROOT / "detectors" / "models" / "scene-yolov8n-320.pt"
+WEIGHTS = ROOT / "detectors" / "models" / "scene-yolov8n-416.pt"
 IMGSZ = "160"
 
 

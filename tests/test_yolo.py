@@ -12,7 +12,7 @@ import pytest
 from detectors.yolo import DetectorError, YOLODetector, ensure_offline, load_yolo
 
 ROOT = Path(__file__).resolve().parents[1]
-WEIGHTS = ROOT / "detectors" / "models" / "scene-yolov8n-320.pt"
+WEIGHTS = ROOT / "detectors" / "models" / "scene-yolov8n-416.pt"
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ class AnalysisSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fps: float = Field(gt=0, description="analysis rate, frames per second")
     clip_seconds: float = Field(gt=0)
-    detector: str = Field(description="detector type and weights file name, e.g. 'yolo:scene-yolov8n-320.pt'")
+    detector: str = Field(description="detector type and weights file name, e.g. 'yolo:scene-yolov8n-416.pt'")
 
 
 class Trees(BaseModel):

@@ -40,7 +40,7 @@ import numpy as np
 
 from detectors.types import Detection
 
-FEATURE_VERSION = "imminence.clip-features/2"
+FEATURE_VERSION = "imminence.clip-features/3"
 
 #: class-name families; any detector class containing one of these words joins the family
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -71,6 +71,8 @@ FEATURE_NAMES: tuple[str, ...] = (
 _BORDER = 0.06  # share of width/height counted as the border zone
 _SLOW = 0.5  # body heights per second: "standing about"
 _FAST = 1.5  # body heights per second: running
+_STATIC_S = 6.0  # a person track seen this long ...
+_STATIC_SPREAD = 0.15  # ... whose centre stayed within this many body heights is a fixture, not a person
 _CONTACT = 0.6  # centre distance in body heights counted as contact
 
 
@@ -107,6 +109,7 @@ class ClipFeatures:
         self.max_age_s = float(max_age_s)
         self._hist_len = max(4, int(history_s * fps))
         self.tracks: dict[int | str, _Track] = {}
+        self.static: set = set()  # person tracks that never moved: fixtures, not people
         self.size: tuple[int, int] = (0, 0)  # w, h of the analysed frames
         self._prev_gray: Optional[np.ndarray] = None
         self._prev_hist: Optional[np.ndarray] = None
@@ -153,16 +156,30 @@ class ClipFeatures:
             self.size = (frame.shape[1], frame.shape[0])
         elif self.size == (0, 0) and detections:
             self.size = (int(max(d.xyxy[2] for d in detections)) + 1, int(max(d.xyxy[3] for d in detections)) + 1)
-        persons = [d for d in detections if family_of(d.cls) == "person"]
+        self._update_tracks(detections, t)
+        # "people" that have not moved for STATIC_S seconds are fixtures the detector mistakes for people
+        # (a tripod, a bollard, foliage): they are no one's presence, dwell or exit
+        persons = [d for d in detections if family_of(d.cls) == "person" and (d.cls, d.track_id) not in self.static]
         self.people.append(len(persons))
         if self._prev_people >= 2 and not persons:
             self.vanish += 1
         self._prev_people = len(persons)
-        self._update_tracks(detections, t)
         self._objects(detections, persons, dt)
         self._pairs(persons, t)
         if frame is not None:
             self._frame_signals(frame, persons)
+
+    def _update_static(self, key: tuple, tr: "_Track") -> None:
+        s = tr.samples
+        if family_of(tr.cls) != "person" or len(s) < 3 or s[-1][0] - s[0][0] < _STATIC_S:
+            self.static.discard(key)
+            return
+        a = np.asarray(s, dtype=np.float64)
+        spread = max(np.ptp(a[:, 1]), np.ptp(a[:, 2]))
+        if spread < _STATIC_SPREAD * float(np.median(a[:, 3])):
+            self.static.add(key)
+        else:
+            self.static.discard(key)
 
     def _update_tracks(self, detections: Sequence[Detection], t: float) -> None:
         seen = set()
@@ -176,6 +193,7 @@ class ClipFeatures:
                 tr = self.tracks[key] = _Track(t, d.cls, self._hist_len)
             cx, cy = d.center
             tr.samples.append((t, cx, cy, max(d.xyxy[3] - d.xyxy[1], 1.0)))
+            self._update_static(key, tr)
         # tracks that ended: exits through the border are one concept's evidence
         w, h = self.size
         for key, tr in list(self.tracks.items()):
@@ -184,6 +202,9 @@ class ClipFeatures:
                 continue
             if t - last_t > self.max_age_s:
                 del self.tracks[key]
+                self.static.discard(key)
+                continue
+            if key in self.static:
                 continue
             if family_of(tr.cls) == "person" and len(tr.samples) >= 2 and last_t == self._prev_t(t) and w and h:
                 _, cx, cy, bh = tr.samples[-1]
@@ -194,6 +215,7 @@ class ClipFeatures:
             order = sorted(self.tracks, key=lambda k: self.tracks[k].samples[-1][0] if self.tracks[k].samples else 0)
             for k in order[: len(self.tracks) - self.max_tracks]:
                 del self.tracks[k]
+                self.static.discard(k)
         self._last_t = t
 
     def _prev_t(self, t: float) -> float:
@@ -316,7 +338,7 @@ class ClipFeatures:
         dwell, dwell_slow, straight = 0.0, 0.0, []
         n_tracks = 0
         for key, tr in self.tracks.items():
-            if family_of(tr.cls) != "person":
+            if family_of(tr.cls) != "person" or key in self.static:
                 continue
             samples = [s for s in tr.samples if s[0] >= start - 1.0 / self.fps]
             if not samples or samples[-1][0] < start:

@@ -1,6 +1,6 @@
 """`imminence concepts train|evaluate`: concept classifiers and co-occurrence from labelled clips.
 
-    imminence concepts train DATASET --out artifacts/concepts [--weights detectors/models/scene-yolov8n-320.pt]
+    imminence concepts train DATASET --out artifacts/concepts [--weights detectors/models/scene-yolov8n-416.pt]
     imminence concepts evaluate HELDOUT --model artifacts/concepts/concepts.json \\
         --cooccurrence artifacts/concepts/cooccurrence.json [--out artifacts/concepts/eval]
 

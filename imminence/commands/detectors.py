@@ -7,7 +7,7 @@ scene generator's output): each is exported to ultralytics' YOLO layout
 (``streamer.scene.yolo_export``) under OUT/yolo-data/NAME and one data.yaml lists
 them all. A YOLO ``data.yaml`` may be given instead and is used as is. Training
 starts from the model YAML (no pretrained weights) or continues from one of this
-project's own checkpoints (``--model detectors/models/scene-yolov8n-320.pt``);
+project's own checkpoints (``--model detectors/models/scene-yolov8n-416.pt``);
 nothing is downloaded. Prints the checkpoint path and
 the validation mAP50 / mAP50-95 (also written to OUT/<model>-<imgsz>.metrics.json).
 """
