@@ -10,8 +10,7 @@ Measures, and prints as one table:
   default, on a generated scene;
 * mAP50 of the committed nano YOLO on generated scenes it never saw (a seed not
   used for its training);
-* concept accuracy of GMCP and of the per-clip arg-max on held-out generated
-  clips (a seed not used for training the committed concept classifiers);
+* (concept accuracy: ``bench/bench_concepts.py``; real footage: ``bench/bench_real_footage.py``);
 * on ``../shared/data/vtest.avi`` (real footage, if present) the share of frames
   in which each detector finds at least one person.
 
@@ -175,7 +174,7 @@ def main() -> int:
     fps_y, n_y = worker_fps(heldout, cfg_for(yolo_cfg), args.fps_seconds)
     rows.append(("worker frames/s, nano YOLO 416 + ByteTrack + concepts + GMCP (2 cores)", f"{fps_y:.1f} ({n_y} frames)"))
     fps_o, n_o = worker_fps(heldout, cfg_for(OpenCVDetectorConfig()), args.fps_seconds)
-    rows.append(("worker frames/s, OpenCV HOG default + ByteTrack + concepts + GMCP (2 cores)",
+    rows.append(("worker frames/s, OpenCV HOG default + ByteTrack + features, classifier, GMCP timed (2 cores)",
                  f"{fps_o:.1f} ({n_o} frames)"))
 
     # detector quality on unseen scenes
@@ -197,20 +196,8 @@ def main() -> int:
     per_class = ", ".join(f"{m.names[int(c)]} {m.box.ap50[i]:.3f}" for i, c in enumerate(m.box.ap_class_index))
     rows.append(("nano YOLO AP50 per class on unseen generated scenes", per_class))
 
-    # concept accuracy on held-out clips (same analyzer path, YOLO detector)
-    from imminence.commands.concepts import analyse_dataset, evaluate_videos
-
-    from detectors.concepts.classifiers import ConceptModel
-
-    ccfg = cfg_for(yolo_cfg)
-    videos = analyse_dataset(heldout, ccfg)
-    res = evaluate_videos(videos, ConceptModel.load(CONCEPTS).concepts, ccfg.gmcp, lookahead=2)
-    nclips = sum(len(v.truth) for v in videos)
-    what = {"gmcp": "GMCP live (causal window)", "gmcp+2": "GMCP offline, 2 clips lookahead", "argmax": "arg-max"}
-    for name in ("gmcp", "gmcp+2", "argmax"):
-        r = res[name]
-        rows.append((f"concept accuracy {what[name]} on {nclips} held-out clips (overall / balanced)",
-                     f"{r.accuracy:.1%} / {r.balanced_accuracy:.1%}"))
+    # concept accuracy on held-out clips: bench/bench_concepts.py; false alarms on real footage:
+    # bench/bench_real_footage.py
 
     # real footage
     if VTEST.exists():

@@ -155,7 +155,9 @@ def test_training_on_a_tiny_generated_dataset(tmp_path) -> None:
     assert det.names[0] == "person"
     out = det.detect(np.full((180, 320, 3), 120, np.uint8))
     assert isinstance(out, list)
+    with pytest.raises(DetectorError, match="no such checkpoint"):  # fine-tuning only from local checkpoints
+        train_yolo(data, tmp_path / "out", model="yolov8n.pt", epochs=1)
     with pytest.raises(DetectorError, match="model YAML"):
-        train_yolo(data, tmp_path / "out", model=str(res.checkpoint), epochs=1)
+        train_yolo(data, tmp_path / "out", model="weights.onnx", epochs=1)
     with pytest.raises(DetectorError, match="does not exist"):
         train_yolo(tmp_path / "nope.yaml", tmp_path / "out", epochs=1)

@@ -60,6 +60,24 @@ if _unknown:  # a typo here must fail at import, not silently never fire
     raise ImportError(f"evidence names unknown clip features: {_unknown}")
 
 
+#: concept -> (clips, what): evidence found only in the camera's recent labels. Leaving is an indicator
+#: only after an incident: on its own, people walk out of every view all day (on real footage a per-clip
+#: classifier called 10-38 % of a quiet plaza's clips suspicious exits without this).
+CONTEXT: dict[str, tuple[int, str]] = {
+    "suspicious_exit": (4, "an incident (not normal or loitering) labelled in the camera's last 4 clips"),
+}
+QUIET = ("normal", "loitering", "suspicious_exit")  # labels that are no incident for CONTEXT
+
+
+def context_mask(concepts: Sequence[str], recent: Sequence[str]) -> np.ndarray:
+    """Boolean (k,): False for concepts whose contextual evidence is missing from ``recent`` labels (oldest first)."""
+    out = []
+    for c in concepts:
+        ctx = CONTEXT.get(c)
+        out.append(ctx is None or any(lab not in QUIET for lab in list(recent)[-ctx[0]:]))
+    return np.array(out)
+
+
 def evidence_mask(x: np.ndarray, concepts: Sequence[str]) -> np.ndarray:
     """Boolean (k,): True where the clip features ``x`` show the evidence concept needs."""
     x = np.asarray(x, dtype=float).ravel()

@@ -9,7 +9,7 @@ fed every analysed frame (``add``) and, at the end of a clip, returns a
    features lie far outside the training clips' range: a model says nothing
    about footage unlike anything it saw. Abstained clips do not enter the GMCP window.
 2. **Evidence** (:mod:`detectors.concepts.evidence`): a concept whose evidence the
-   clip lacks, that the deployment disabled, or that the detector cannot see (no
+   clip (or, for ``suspicious_exit``, the camera's last clips' labels) lacks, that the deployment disabled, or that the detector cannot see (no
    weapon class, say) gets score 0; the scores are renormalised over the rest.
 3. **GMCP** over the last h clips of the camera, on those scores. It may move the
    newest clip to a concept only if that concept's own score clears
@@ -32,13 +32,14 @@ silent degradation.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from detectors.concepts.classifiers import ConceptModel, ConceptModelError
-from detectors.concepts.evidence import evidence_mask, unseeable
+from detectors.concepts.evidence import CONTEXT, context_mask, evidence_mask, unseeable
 from detectors.concepts.features import ClipFeatures
 from detectors.types import ConceptLabel, Detection
 
@@ -96,6 +97,7 @@ class ConceptStage:
         if self.off:
             log.info("concepts switched off: %s", "; ".join(f"{c} ({why})" for c, why in sorted(self.off.items())))
         self._on = np.array([c not in self.off for c in model.concepts])
+        self._recent: deque[str] = deque(maxlen=max((n for n, _ in CONTEXT.values()), default=1))
         self._normal = model.concepts.index("normal") if "normal" in model.concepts else 0
         self.versions["concepts"] = model.version
         if cooccurrence is None and cfg.gmcp.cooccurrence:
@@ -125,7 +127,7 @@ class ConceptStage:
     def gated_scores(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model's scores of clip features ``x`` and the same after evidence gating, renormalised."""
         raw = self.model.scores(x)[0]
-        ok = evidence_mask(x, self.model.concepts) & self._on
+        ok = evidence_mask(x, self.model.concepts) & self._on & context_mask(self.model.concepts, self._recent)
         g = np.where(ok, raw, 0.0)
         if g.sum() <= 0:  # nothing the clip shows evidence for scored anything: normal
             g = np.zeros_like(raw)
@@ -139,6 +141,11 @@ class ConceptStage:
 
     def label(self, x: np.ndarray, had_detections: bool) -> ConceptLabel:
         """Label the camera's next clip from its features (offline evaluation replays cached features here)."""
+        out = self._label(x, had_detections)
+        self._recent.append(out.label)  # the context later clips' evidence may need
+        return out
+
+    def _label(self, x: np.ndarray, had_detections: bool) -> ConceptLabel:
         concepts = self.model.concepts
         if not had_detections:
             return self._abstain("no detections in the clip", {})
