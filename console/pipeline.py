@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
@@ -102,8 +103,10 @@ def run_scene_pipeline(bootstrap: str, namespace: str, workdir: str | Path, *, c
     t0 = time.monotonic()
     workdir = Path(workdir)
     detectors = detectors or DetectorsConfig()
+    # recorded at midday: the bundled crime models score by hour too, and a scene of a few clips, whose
+    # freshly trained concept model abstains on much, must still light its cells
     ds = generate_dataset(workdir / "scene", cameras=cameras, minutes=minutes, seed=seed, fps=fps * 2,
-                          size=(320, 180))
+                          size=(320, 180), start=datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc))
     concepts_error = None
     if train_concepts:
         try:
