@@ -98,3 +98,20 @@ def tls_proxy(tmp_path: Path) -> Iterator[dict]:
     finally:
         broker.stop()
         proxy.stop()
+
+
+#: Debian's Chromium, started as the workplace's closed network needs (no background connections)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for the module's page tests (Playwright, no browser download)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()

@@ -32,9 +32,7 @@ from streamer import schemas
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+from tests.conftest import CHROMIUM  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 NONE = "#d9dde3"  # the page's colour of a cell without a value
@@ -46,16 +44,6 @@ if not Path(CHROMIUM).exists():
         raise RuntimeError(msg)
     print(msg, file=sys.stderr)
     pytest.skip(f"{CHROMIUM} is missing (install Debian's chromium: make system-deps)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

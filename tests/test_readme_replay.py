@@ -33,9 +33,7 @@ from streamer.broker import free_port
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+from tests.conftest import CHROMIUM  # noqa: E402
 NONE = "#d9dde3"  # the page's colour of a cell without a value
 SYSTEM_PYTHON = "/usr/bin/python3"
 LIVE_POSITION = {"lon": -79.3871, "lat": 43.6525}  # inside the scene's study area, away from its cameras
@@ -125,16 +123,6 @@ def _gst_missing() -> Optional[str]:
              "assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('rtph264pay')")
     r = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True, timeout=60)
     return None if r.returncode == 0 else (r.stderr.strip().splitlines() or ["probe failed"])[-1]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
