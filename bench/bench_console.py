@@ -75,7 +75,7 @@ def main() -> int:
         # with concept models trained here on a small generated scene (as a deployment would ship them).
         from console.pipeline import train_concept_models
         from detectors.config import DetectorsConfig
-        from streamer.scene.generate import generate_dataset
+        from scenes.generate import generate_dataset
 
         train_ds = generate_dataset(Path(tmp) / "train", cameras=2, minutes=0.5, fps=10.0, size=(320, 180), seed=1)
         detectors = train_concept_models(train_ds, Path(tmp) / "concepts", DetectorsConfig())

@@ -181,7 +181,7 @@ def main() -> int:
     from detectors.yolo import ensure_offline
 
     ensure_offline()
-    from streamer.scene.yolo_export import export_yolo
+    from scenes.yolo_export import export_yolo
 
     ydir = work / "heldout-yolo"
     data_yaml = ydir / "data.yaml"

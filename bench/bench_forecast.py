@@ -34,7 +34,7 @@ from mapping.forecast import backtest  # noqa: E402
 from mapping.forecast.data import CellFeatures  # noqa: E402
 from mapping.forecast.model import CNNLSTMForecaster, ModelConfig  # noqa: E402
 from mapping.forecast.train import TrainConfig, _loss  # noqa: E402
-from mapping.grid import Grid, GridConfig  # noqa: E402
+from geo.grid import Grid, GridConfig  # noqa: E402
 from mapping.incidents import load_incidents  # noqa: E402
 
 DATA = Path("/work/shared/data/toronto_mci_to2019.csv.gz")

@@ -240,7 +240,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs, maps)")
     args = ap.parse_args()
     counts = [int(x) for x in args.cameras.split(",")]
-    from streamer.scene.generate import generate_dataset, parse_size
+    from scenes.generate import generate_dataset, parse_size
 
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
     print(f"generating {max(counts)} cameras x {args.seconds:g} s ({args.size}) in {work} ...", flush=True)

@@ -76,7 +76,7 @@ def bench_worker_fps(seconds: float, folder: Path) -> dict[str, dict]:
     from detectors.config import DetectorsConfig
     from streamer.broker import EmbeddedBroker
     from streamer.config import CameraConfig, Position
-    from streamer.scene.generate import generate_dataset
+    from scenes.generate import generate_dataset
     from streamer.sources import FileSource
     from streamer.worker import CameraWorker
 

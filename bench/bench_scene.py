@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 
 from streamer.dataset import Dataset  # noqa: E402
-from streamer.scene import generate_dataset  # noqa: E402
-from streamer.scene.yolo_export import export_yolo  # noqa: E402
+from scenes import generate_dataset  # noqa: E402
+from scenes.yolo_export import export_yolo  # noqa: E402
 
 
 def iou(a, b) -> float:

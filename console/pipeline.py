@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import cv2
 
-from mapping.grid import Grid
+from geo.grid import Grid
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def run_scene_pipeline(bootstrap: str, namespace: str, workdir: str | Path, *, c
     from mapping.service import MapService
     from streamer.kafka_bus import KafkaBus
     from streamer.replay import dataset_videos, replay_videos
-    from streamer.scene.generate import generate_dataset
+    from scenes.generate import generate_dataset
 
     t0 = time.monotonic()
     workdir = Path(workdir)

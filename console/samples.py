@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from mapping.grid import Grid, GridConfig
+from geo.grid import Grid, GridConfig
 from streamer.schemas import (CONCEPTS, CRIME_TYPES, CameraStatus, CellImminence, ConceptResult, DetectionSummary,
                               GridInfo, IndicatorEvent, MapLayer, MapSnapshot, RuleFiring, TopCell)
 from console.state import sd_classes

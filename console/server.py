@@ -20,7 +20,7 @@ from console.app import create_app
 from console.auth import Authenticator
 from console.config import WebConfig
 from console.state import BusFeed, ConsoleState, load_run_dir, tcp_probe
-from mapping.grid import Grid
+from geo.grid import Grid
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from console.config import WebConfig
-from mapping.grid import Grid
+from geo.grid import Grid
 from streamer import schemas
 from streamer.bus import Bus, Subscription
 from streamer.schemas import CameraStatus, CellImminence, IndicatorEvent, MapSnapshot
@@ -487,7 +487,7 @@ def load_run_dir(state: ConsoleState, root: str | Path) -> dict[str, int]:
 
     Any JSON object with a known ``schema`` field is applied to its topic; a
     GeoJSON FeatureCollection of cells (``cell_id`` properties, as
-    :meth:`mapping.grid.Grid.to_geojson` writes) gives the cell geometry when the
+    :meth:`geo.grid.Grid.to_geojson` writes) gives the cell geometry when the
     console has no grid.  Unreadable files and invalid lines are counted and skipped.
     """
     root = Path(root)

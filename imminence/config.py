@@ -16,7 +16,7 @@ from detectors.config import DetectorsConfig
 from imminence.configfile import ConfigError, read_yaml, validate
 from inference.config import ScoringConfig
 from mapping.config import ForecastConfig, MapConfig
-from mapping.grid import Grid, GridConfig, GridError
+from geo.grid import Grid, GridConfig, GridError
 from streamer.config import BusConfig, CameraConfig
 
 

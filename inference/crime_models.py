@@ -77,7 +77,7 @@ def records_from_dataset(root: str | Path) -> list[ClipRecord]:
     """
     from datetime import timedelta
 
-    from mapping.grid import Grid
+    from geo.grid import Grid
     from streamer.dataset import Dataset
 
     ds = Dataset(root)

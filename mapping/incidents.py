@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mapping.grid import Grid
+from geo.grid import Grid
 
 FORMATS = ("sf", "toronto-mci", "generic")
 Format = Literal["sf", "toronto-mci", "generic"]

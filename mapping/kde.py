@@ -41,7 +41,7 @@ import scipy.fft
 from scipy.signal import fftconvolve
 from scipy.spatial import cKDTree
 
-from mapping.grid import Grid
+from geo.grid import Grid
 
 Kernel = Literal["quartic", "gaussian"]
 Binning = Literal["linear", "nearest"]
@@ -58,7 +58,7 @@ GAUSSIAN_SIGMAS = 3.0  # the Gaussian's search radius in standard deviations
 class Raster:
     """A regular raster: ``rows`` x ``cols`` square cells of ``cell`` metres, lower-left corner (x0, y0).
 
-    Row 0 is the southernmost row (as in :class:`mapping.grid.Grid`).
+    Row 0 is the southernmost row (as in :class:`geo.grid.Grid`).
     """
 
     x0: float
@@ -81,7 +81,7 @@ class Raster:
             return grid
         if isinstance(grid, Grid):
             return cls(grid.x0, grid.y0, grid.cell_size, grid.rows, grid.cols)
-        raise TypeError(f"expected a mapping.grid.Grid or a Raster, got {type(grid).__name__}")
+        raise TypeError(f"expected a geo.grid.Grid or a Raster, got {type(grid).__name__}")
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from mapping.grid import Grid
+from geo.grid import Grid
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -65,7 +65,7 @@ from prometheus_client import Counter
 
 from mapping.config import MapConfig
 from mapping.forecast.output import DayForecast, ForecastFileError, read as read_forecast
-from mapping.grid import Grid
+from geo.grid import Grid
 from mapping.kde import sd_classes, surface_from_cells, top_cells
 from mapping.render import render_png, write_geojson
 from streamer import schemas

@@ -34,7 +34,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mapping.grid import GridConfig
+from geo.grid import GridConfig
 from streamer.config import Position
 from streamer.schemas import CONCEPTS, CRIME_TYPES, UtcDatetime
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from detectors.config import DetectorsConfig
-from mapping.grid import Grid
+from geo.grid import Grid
 from streamer.bus import Bus
 from streamer.config import CameraConfig, Position
 from streamer.dataset import MANIFEST, Dataset, DatasetError, VideoEntry

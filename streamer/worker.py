@@ -41,7 +41,7 @@ from detectors.analyzer import ClipAnalyzer
 from detectors.clip import analysis_slot
 from detectors.config import DetectorsConfig
 from detectors.types import ClipAnalysis
-from mapping.grid import Grid, GridError
+from geo.grid import Grid, GridError
 from streamer import schemas
 from streamer.bus import Bus
 from streamer.config import CameraConfig

@@ -156,7 +156,7 @@ def test_model_folder_errors(tmp_path) -> None:
 
 
 def _dataset(root, minutes: int = 1) -> None:
-    from mapping.grid import GridConfig
+    from geo.grid import GridConfig
     from streamer.config import Position
     from streamer.dataset import (ClipTruth, DatasetManifest, GroundTruth, VideoEntry, write_ground_truth,
                                   write_manifest)

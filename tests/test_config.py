@@ -134,7 +134,7 @@ def render_default_yaml() -> str:
             _render_model(type(v), v, 1, out)
         elif name == "grid":
             out.append("grid: null  # (GridConfig|null) the study area; required as soon as there are cameras, e.g.:")
-            from mapping.grid import GridConfig
+            from geo.grid import GridConfig
 
             example = GridConfig(bbox=(-79.42, 43.63, -79.36, 43.67))
             _render_model(GridConfig, example, 1, out, comment=True)

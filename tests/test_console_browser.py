@@ -27,7 +27,7 @@ from console import samples
 from console.auth import hash_password
 from console.config import WebConfig
 from console.server import ServerThread, build_console, default_analyzer_factory
-from mapping.grid import Grid
+from geo.grid import Grid
 from streamer import schemas
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -17,7 +17,7 @@ IMGSZ = "160"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Concept classifiers and co-occurrence trained by the CLI on a small generated dataset."""
-    from streamer.scene import generate_dataset
+    from scenes import generate_dataset
 
     base = tmp_path_factory.mktemp("concepts")
     train = generate_dataset(base / "train", cameras=2, minutes=0.25, seed=21)

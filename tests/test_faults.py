@@ -46,7 +46,7 @@ def table(title: str, rows: dict[str, object]) -> None:
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A replayable dataset: 2 generated cameras x 20 s (small frames)."""
-    from streamer.scene.generate import generate_dataset
+    from scenes.generate import generate_dataset
 
     return Path(generate_dataset(tmp_path_factory.mktemp("faults-scene"), cameras=2, minutes=1 / 3, seed=5, fps=10,
                                  size=(320, 180)))
@@ -55,7 +55,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One generated camera x 2 min, for workers that must still be running while we break things."""
-    from streamer.scene.generate import generate_dataset
+    from scenes.generate import generate_dataset
 
     out = generate_dataset(tmp_path_factory.mktemp("faults-long"), cameras=1, minutes=2.0, seed=6, fps=10,
                            size=(320, 180))

@@ -15,7 +15,7 @@ from mapping.forecast.backtest import prepare, run
 from mapping.forecast.data import CellFeatures, daily_maps
 from mapping.forecast.output import ForecastFileError, read as read_forecast
 from mapping.forecast.train import ForecastError, Forecaster, TrainConfig
-from mapping.grid import Grid
+from geo.grid import Grid
 from mapping.incidents import Incidents
 
 DATA = Path(__file__).resolve().parent / "data"

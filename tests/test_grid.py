@@ -9,8 +9,8 @@ import pytest
 import shapely
 from shapely.geometry import Polygon, box, shape
 
-from mapping import grid as grid_mod
-from mapping.grid import Grid, GridConfig, GridError, LocalProjection, cells_of_points, load_area
+from geo import grid as grid_mod
+from geo.grid import Grid, GridConfig, GridError, LocalProjection, cells_of_points, load_area
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

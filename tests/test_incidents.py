@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from imminence.cli import main
-from mapping.grid import Grid, GridConfig
+from geo.grid import Grid, GridConfig
 from mapping.incidents import (IncidentError, Incidents, aggregate, load_incidents, parse_mapping,
                                premises_mix)
 

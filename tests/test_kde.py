@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from shapely.geometry import Polygon, box
 
-from mapping.grid import Grid
+from geo.grid import Grid
 from mapping.kde import (Raster, binned_points, kde, kde_direct, kernel_stencil, kernel_value, sd_classes,
                          surface_from_cells, top_cells)
 

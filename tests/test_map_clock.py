@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from mapping.config import MapConfig
-from mapping.grid import Grid, GridConfig
+from geo.grid import Grid, GridConfig
 from mapping.service import HORIZON_HALF_LIVES, MapService
 from streamer import schemas
 from streamer.bus import InMemoryBus

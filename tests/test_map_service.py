@@ -12,7 +12,7 @@ from shapely.geometry import box, shape
 
 from mapping.config import MapConfig
 from mapping.forecast.output import DayForecast, ForecastFileError, read as read_forecast, write as write_forecast
-from mapping.grid import Grid
+from geo.grid import Grid
 from mapping.service import MapService
 from streamer import schemas
 from streamer.bus import InMemoryBus
@@ -31,7 +31,7 @@ def cell_msg(cell: str, value: float, *, start: datetime = NOW - timedelta(secon
 
 
 def grid_lonlat(cell=100.0) -> Grid:
-    from mapping.grid import GridConfig
+    from geo.grid import GridConfig
     return Grid.from_config(GridConfig(bbox=(-79.40, 43.64, -79.38, 43.655), cell_size_m=cell))
 
 

@@ -227,7 +227,7 @@ def counted_ids(cells: list) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def scene_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated 1-minute street scene (small frames), long enough to scrape a running worker."""
-    from streamer.scene.generate import generate_dataset
+    from scenes.generate import generate_dataset
 
     out = generate_dataset(tmp_path_factory.mktemp("scene"), cameras=1, minutes=1.0, seed=3, fps=10,
                            size=(320, 180))
@@ -244,7 +244,7 @@ def procs() -> Iterable[list[Proc]]:
 
 
 def _grid():
-    from mapping.grid import Grid, GridConfig
+    from geo.grid import Grid, GridConfig
 
     return Grid.from_config(GridConfig(**GRID))
 

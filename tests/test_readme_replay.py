@@ -27,7 +27,7 @@ from typing import Iterator, Optional
 import pytest
 import yaml
 
-from mapping.grid import Grid, GridConfig
+from geo.grid import Grid, GridConfig
 from streamer.broker import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from imminence.cli import main
-from mapping.grid import Grid
+from geo.grid import Grid
 from streamer.dataset import Dataset
-from streamer.scene import CLASSES, SceneError, generate_dataset
-from streamer.scene.yolo_export import export_yolo
+from scenes import CLASSES, SceneError, generate_dataset
+from scenes.yolo_export import export_yolo
 from streamer.schemas import CONCEPTS, CRIME_TYPES
 
 
@@ -229,7 +229,7 @@ def test_cli_generate_and_bad_size(tmp_path, capsys):
 
 
 def test_stats_counts_and_transitions(demo, tmp_path, capsys):
-    from streamer.scene.stats import dataset_stats
+    from scenes.stats import dataset_stats
 
     s = dataset_stats(demo)
     assert s["clips"] == 240 == sum(s["concepts"].values())

@@ -15,7 +15,7 @@ from detectors.yolo import DetectorError
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     from streamer.dataset import Dataset
-    from streamer.scene import generate_dataset
+    from scenes import generate_dataset
 
     root = generate_dataset(tmp_path_factory.mktemp("scene"), cameras=1, minutes=0.5, seed=11)
     ds = Dataset(root)

@@ -19,7 +19,7 @@ from detectors.analyzer import ClipAnalyzer
 from detectors.config import DetectorsConfig
 from detectors.opencv_detector import OpenCVDetector
 from detectors.types import Detection
-from mapping.grid import Grid, GridConfig
+from geo.grid import Grid, GridConfig
 from streamer import schemas
 from streamer.bus import InMemoryBus
 from streamer.config import CameraConfig, Position

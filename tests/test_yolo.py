@@ -19,7 +19,7 @@ WEIGHTS = ROOT / "detectors" / "models" / "scene-yolov8n-416.pt"
 def scene(tmp_path_factory):
     """A short generated scene (seed never used for training the committed model) with its frames."""
     from streamer.dataset import Dataset
-    from streamer.scene import generate_dataset
+    from scenes import generate_dataset
 
     root = generate_dataset(tmp_path_factory.mktemp("scene"), cameras=1, minutes=0.25, seed=777)
     ds = Dataset(root)
@@ -143,8 +143,8 @@ def test_batching_server_serves_several_cameras(scene, detector) -> None:
 @pytest.mark.slow
 def test_training_on_a_tiny_generated_dataset(tmp_path) -> None:
     from detectors.train_yolo import train_yolo
-    from streamer.scene import generate_dataset
-    from streamer.scene.yolo_export import export_yolo
+    from scenes import generate_dataset
+    from scenes.yolo_export import export_yolo
 
     root = generate_dataset(tmp_path / "scene", cameras=1, minutes=0.2, seed=5, size=(320, 180))
     data = export_yolo(root, tmp_path / "yolo", every_n=6)

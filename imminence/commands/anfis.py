@@ -102,7 +102,7 @@ def train(args: argparse.Namespace) -> int:
 
 def _with_incident_rates(cfg: CrimeModelsConfig, args: argparse.Namespace) -> CrimeModelsConfig:
     """The config with per-cell rates counted from historical incidents (config rates win)."""
-    from mapping.grid import Grid, cells_of_points
+    from geo.grid import Grid, cells_of_points
     from mapping.incidents import load_incidents, parse_mapping
     from streamer.dataset import Dataset
 

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from streamer.broker import EmbeddedBroker
     from streamer.kafka_bus import KafkaBus
     from streamer.replay import replay_dataset
-    from streamer.scene.generate import generate_dataset
+    from scenes.generate import generate_dataset
     from streamer.schemas import (TOPIC_CAMERAS, TOPIC_CELLS, TOPIC_INDICATORS, TOPIC_MAPS, CellImminence,
                                   MapSnapshot, encode)
 

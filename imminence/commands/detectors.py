@@ -4,7 +4,7 @@
 
 DATASET is one or more replayable dataset folders with ground-truth boxes (the
 scene generator's output): each is exported to ultralytics' YOLO layout
-(``streamer.scene.yolo_export``) under OUT/yolo-data/NAME and one data.yaml lists
+(``scenes.yolo_export``) under OUT/yolo-data/NAME and one data.yaml lists
 them all. A YOLO ``data.yaml`` may be given instead and is used as is. Training
 starts from the model YAML (no pretrained weights) or continues from one of this
 project's own checkpoints (``--model detectors/models/scene-yolov8n-416.pt``);
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(dataset: Path, out: Path, val_share: float, every: int) -> Path:
-    from streamer.scene.yolo_export import export_yolo
+    from scenes.yolo_export import export_yolo
 
     return Path(export_yolo(dataset, out, every_n=every, val_fraction=val_share))
 

@@ -29,7 +29,7 @@ from mapping.forecast import backtest
 from mapping.forecast.data import daily_maps
 from mapping.forecast.output import DayForecast, write
 from mapping.forecast.train import ForecastError, Forecaster, TrainConfig, fit
-from mapping.grid import GridError
+from geo.grid import GridError
 from mapping.incidents import IncidentError
 
 log = logging.getLogger(__name__)

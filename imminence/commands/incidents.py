@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mapping.grid import Grid, GridConfig, GridError
+from geo.grid import Grid, GridConfig, GridError
 from mapping.incidents import FORMATS, IncidentError, aggregate, load_incidents, parse_mapping
 
 

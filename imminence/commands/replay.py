@@ -90,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
         if path.is_dir():
             videos, grid_cfg = dataset_videos(path, fps=args.fps, clip_seconds=args.clip_seconds)
             if grid is None and grid_cfg is not None:
-                from mapping.grid import Grid  # noqa: PLC0415
+                from geo.grid import Grid  # noqa: PLC0415
 
                 grid = Grid.from_config(grid_cfg, base_dir=path)
         else:

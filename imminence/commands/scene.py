@@ -16,7 +16,7 @@ log = logging.getLogger("imminence.scene")
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from streamer.scene.generate import SceneError, generate_dataset, parse_size
+    from scenes.generate import SceneError, generate_dataset, parse_size
 
     try:
         start = None
@@ -38,7 +38,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from streamer.dataset import DatasetError
-    from streamer.scene.yolo_export import export_yolo
+    from scenes.yolo_export import export_yolo
 
     try:
         path = export_yolo(args.dataset, args.out, every_n=args.every_n, val_fraction=args.val_fraction)
@@ -51,7 +51,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     from streamer.dataset import DatasetError
-    from streamer.scene.stats import dataset_stats, format_stats, write_png
+    from scenes.stats import dataset_stats, format_stats, write_png
 
     try:
         s = dataset_stats(args.dataset)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
-from mapping.grid import Grid
+from geo.grid import Grid
 from mapping.kde import surface_from_cells
 
 

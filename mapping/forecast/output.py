@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from mapping.grid import Grid
+from geo.grid import Grid
 
 SCHEMA = "imminence.forecast/1"
 

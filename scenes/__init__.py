@@ -4,7 +4,7 @@
 per-frame boxes, manifest); ``export_yolo`` turns one into an ultralytics YOLO
 dataset.  See :mod:`.agents` for the staged episodes and :mod:`.render` for drawing.
 """
-from streamer.scene.generate import SceneError, generate_dataset
-from streamer.scene.render import CLASSES
+from scenes.generate import SceneError, generate_dataset
+from scenes.render import CLASSES
 
 __all__ = ["CLASSES", "SceneError", "generate_dataset"]

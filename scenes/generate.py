@@ -29,12 +29,12 @@ from typing import Iterator, Optional
 import cv2
 import numpy as np
 
-from mapping.grid import Grid, GridConfig
+from geo.grid import Grid, GridConfig
 from streamer.config import Position
 from streamer.dataset import (ClipTruth, DatasetManifest, EpisodeTruth, GroundTruth, VideoEntry,
                               write_ground_truth, write_manifest)
-from streamer.scene.agents import Stage, background, schedule
-from streamer.scene.render import (BAG, CLASSES, PERSON, VEHICLE, WEAPON, apply_tamper, clip_box,
+from scenes.agents import Stage, background, schedule
+from scenes.render import (BAG, CLASSES, PERSON, VEHICLE, WEAPON, apply_tamper, clip_box,
                                    draw_bag, draw_bicycle, draw_shadow, draw_open_door, draw_person, draw_vehicle, draw_weapon,
                                    make_layout, render_background)
 

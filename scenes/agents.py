@@ -49,7 +49,7 @@ from typing import Optional
 
 import numpy as np
 
-from streamer.scene.render import BAGS, CARS, Layout, Look, Pose, Tamper
+from scenes.render import BAGS, CARS, Layout, Look, Pose, Tamper
 
 WALK, RUN, LOITER, SNEAK = 0.8, 2.0, 0.15, 0.25  # body heights per second
 MODES = ("walk", "run", "stand", "loiter", "crouch", "reach", "fight", "struggle", "point", "handsup", "ride")
