@@ -33,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 MODELS = ROOT / "detectors" / "models"
 YOLO_WEIGHTS = MODELS / "scene-yolov8n-416.pt"
 CONCEPTS = MODELS / "concepts.json"
+HELD_WEIGHTS = MODELS / "held-objects.pt"
+CONCEPTS_HELD = MODELS / "concepts-held.json"  # trained on features with the held-object classifier
 COOC = MODELS / "cooccurrence.json"
 VTEST = ROOT.parent / "shared" / "data" / "vtest.avi"
 # never used for training or tuning (training: seed 1; GMCP tuning: seed 5; see detectors/models/README.md)
@@ -173,6 +175,14 @@ def main() -> int:
     yolo_cfg = YOLODetectorConfig(weights=str(YOLO_WEIGHTS), imgsz=416, device="cpu")
     fps_y, n_y = worker_fps(heldout, cfg_for(yolo_cfg), args.fps_seconds)
     rows.append(("worker frames/s, nano YOLO 416 + ByteTrack + concepts + GMCP (2 cores)", f"{fps_y:.1f} ({n_y} frames)"))
+    from detectors.config import HeldObjectsConfig
+
+    held_cfg = cfg_for(yolo_cfg)
+    held_cfg.held_objects = HeldObjectsConfig(weights=str(HELD_WEIGHTS))
+    held_cfg.concepts.model = str(CONCEPTS_HELD)
+    fps_h, n_h = worker_fps(heldout, held_cfg, args.fps_seconds)
+    rows.append(("worker frames/s, the same + held-object CNN on every tracked person (configs/held-objects.yaml)",
+                 f"{fps_h:.1f} ({n_h} frames)"))
     fps_o, n_o = worker_fps(heldout, cfg_for(OpenCVDetectorConfig()), args.fps_seconds)
     rows.append(("worker frames/s, OpenCV HOG default + ByteTrack + features, classifier, GMCP timed (2 cores)",
                  f"{fps_o:.1f} ({n_o} frames)"))

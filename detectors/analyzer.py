@@ -48,13 +48,17 @@ def build_detector(cfg: Any) -> Detector:
     raise ValueError(f"unknown detector type {getattr(cfg, 'type', cfg)!r}")
 
 
-def detector_id(cfg: Any) -> str:
-    """What a concept model records as its detector: ``opencv`` or ``yolo:WEIGHTS-FILE-NAME:IMGSZ``."""
-    if getattr(cfg, "type", None) == "yolo":
-        from pathlib import Path
+def detector_id(cfg: Any, held: Any = None) -> str:
+    """What a concept model records as its detector: ``opencv`` or ``yolo:WEIGHTS-FILE-NAME:IMGSZ``.
 
-        return f"yolo:{Path(cfg.weights).name}:{cfg.imgsz}"
-    return str(getattr(cfg, "type", "opencv"))
+    With a held-object classifier (``held``, a :class:`HeldObjectsConfig`) ``+held:WEIGHTS-FILE-NAME``
+    is appended: its bags and weapons are part of what the concept features saw.
+    """
+    from pathlib import Path
+
+    base = f"yolo:{Path(cfg.weights).name}:{cfg.imgsz}" if getattr(cfg, "type", None) == "yolo" \
+        else str(getattr(cfg, "type", "opencv"))
+    return f"{base}+held:{Path(held.weights).name}" if held is not None else base
 
 
 class ClipAnalyzer:
@@ -68,10 +72,20 @@ class ClipAnalyzer:
         self.fps = float(fps)
         self.detector: Detector = detector if detector is not None else build_detector(cfg.detector)
         self._own_motion = None if hasattr(self.detector, "motion") else MotionEstimator()
+        self.held = None
+        classes = getattr(self.detector, "classes", None)
+        if cfg.held_objects is not None:
+            from detectors.held_objects import HeldObjectNet, HeldObjectStage  # noqa: PLC0415 - torch only when asked
+
+            h = cfg.held_objects
+            self.held = HeldObjectStage(HeldObjectNet.load(h.weights), window=h.window, persist=h.persist,
+                                        max_people=h.max_people)
+            if classes is not None:
+                classes = [c for c in classes if c not in self.held.net.families] + list(self.held.net.families)
         # one tracker and one concept stage (features -> scores -> GMCP window) per camera
         self.tracker = CameraTracker(camera_id, cfg.tracker, self.fps)
-        self.concepts = ConceptStage(cfg, self.fps, clip_seconds=clip_seconds, detector_id=detector_id(cfg.detector),
-                                     detector_classes=getattr(self.detector, "classes", None))
+        self.concepts = ConceptStage(cfg, self.fps, clip_seconds=clip_seconds, detector_id=detector_id(cfg.detector, cfg.held_objects),
+                                     detector_classes=classes)
         self.last_features: Optional[np.ndarray] = None  # the last clip's concept features (training reads them)
         self.frames_analysed = 0
         self._reset()
@@ -79,9 +93,10 @@ class ClipAnalyzer:
     @property
     def models(self) -> dict[str, str]:
         """Model name -> version of everything that contributed to the clip's result."""
+        held = {"held_objects": self.held.version} if self.held is not None else {}
         return {"detector": f"{getattr(self.detector, 'name', type(self.detector).__name__)}:"
                             f"{getattr(self.detector, 'version', 'unknown')}",
-                "tracker": self.tracker.version, **self.concepts.versions}
+                "tracker": self.tracker.version, **held, **self.concepts.versions}
 
     def _reset(self) -> None:
         self._frames = 0
@@ -94,6 +109,9 @@ class ClipAnalyzer:
     def process(self, frame: np.ndarray, frame_index: int, t: float) -> FrameAnalysis:
         """Analyse one sampled frame (BGR) at stream time ``t`` and add it to the current clip."""
         detections = self.tracker.update(self.detector.detect(frame), frame)
+        if self.held is not None:
+            # the classifier's bags and weapons replace the detector's own (a nano detector's are noise)
+            detections = self.held.update(frame, [d for d in detections if d.cls not in self.held.net.families], t)
         self.concepts.add(frame, detections, t)
         if self._own_motion is not None:
             motion, _ = self._own_motion.apply(frame)

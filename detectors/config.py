@@ -41,6 +41,16 @@ class TrackerConfig(_Strict):
     max_tracks: int = Field(default=256, gt=0, description="cap on live track state per camera")
 
 
+class HeldObjectsConfig(_Strict):
+    """Secondary classifier on each tracked person's crop: the bag or weapon they carry (detectors.held_objects)."""
+
+    weights: str = Field(description="held-object weights file (imminence detectors train-held)")
+    window: int = Field(default=5, ge=1, description="a person's last analysed frames a decision looks at")
+    persist: int = Field(default=2, ge=1, description="frames of the window whose score must clear the family's "
+                         "threshold before the object counts (one odd frame never makes a weapon)")
+    max_people: int = Field(default=40, ge=1, description="people classified per frame, largest first")
+
+
 class ConceptsConfig(_Strict):
     model: Optional[str] = Field(default=None, description="concept classifiers file (JSON); null = no concept stage")
     disabled: list[str] = Field(default_factory=list, description="concepts never chosen on this deployment (e.g. "
@@ -70,5 +80,7 @@ class DetectorsConfig(_Strict):
 
     detector: DetectorConfig = Field(default_factory=OpenCVDetectorConfig)
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
+    held_objects: Optional[HeldObjectsConfig] = Field(default=None, description="bag/weapon classifier on person "
+                                                      "crops; null = objects only from the detector")
     concepts: ConceptsConfig = Field(default_factory=ConceptsConfig)
     gmcp: GMCPConfig = Field(default_factory=GMCPConfig)

@@ -10,7 +10,8 @@ from imminence.config import load_config
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "cameras.yaml", "demo.yaml", "compose.yaml", "toronto.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "cameras.yaml", "demo.yaml", "compose.yaml", "toronto.yaml",
+                                  "held-objects.yaml"])
 def test_shipped_config_validates(name: str) -> None:
     cfg, grid = load_config(CONFIGS / name)
     for cam in cfg.cameras:  # every camera lies in a cell of the grid

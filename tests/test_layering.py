@@ -14,7 +14,7 @@ ALLOWED = {
     "geo": set(),
     "detectors": {"geo"},
     "streamer": {"detectors", "geo"},
-    "scenes": {"streamer", "geo"},
+    "scenes": {"streamer", "detectors", "geo"},
     "inference": {"streamer", "geo"},
     "mapping": {"streamer", "geo"},
     "console": {"streamer", "scenes", "detectors", "inference", "mapping", "geo"},

@@ -38,6 +38,8 @@ def demo_detectors():
                 setattr(cfg.detector, attr, str(ROOT / getattr(cfg.detector, attr)))
         cfg.concepts.model = str(ROOT / cfg.concepts.model)
         cfg.gmcp.cooccurrence = str(ROOT / cfg.gmcp.cooccurrence)
+        if cfg.held_objects is not None:
+            cfg.held_objects.weights = str(ROOT / cfg.held_objects.weights)
     finally:
         os.chdir(cwd)
     return cfg

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 def detectors_config(config: Optional[str], weights: Optional[str], imgsz: int, concepts_model: Optional[str] = None,
-                     cooccurrence: Optional[str] = None) -> Any:
+                     cooccurrence: Optional[str] = None, held: Optional[str] = None) -> Any:
     """The detectors section: from an imminence config file if given, with command-line overrides."""
     from detectors.config import DetectorsConfig, YOLODetectorConfig
 
@@ -52,6 +52,10 @@ def detectors_config(config: Optional[str], weights: Optional[str], imgsz: int, 
         cfg = DetectorsConfig()
     if weights:
         cfg.detector = YOLODetectorConfig(weights=weights, imgsz=imgsz)
+    if held:
+        from detectors.config import HeldObjectsConfig
+
+        cfg.held_objects = HeldObjectsConfig(weights=held)
     if concepts_model is not None:
         cfg.concepts.model = concepts_model
     if cooccurrence is not None:
@@ -117,7 +121,7 @@ def clips_for(dataset: str, cfg: Any, fps: float, max_seconds: Optional[float], 
     path = None
     if cache:
         stamp = (root / "manifest.json").stat().st_mtime if (root / "manifest.json").exists() else 0
-        key = f"{root}|{stamp}|{detector_id(cfg.detector)}|{fps}|{max_seconds}|{FEATURE_VERSION}"
+        key = f"{root}|{stamp}|{detector_id(cfg.detector, cfg.held_objects)}|{fps}|{max_seconds}|{FEATURE_VERSION}"
         path = Path(cache) / f"{root.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
         if path.exists():
             log.info("%s: clips from the cache %s", dataset, path)
@@ -156,6 +160,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         s.add_argument("--config", default=None, help="imminence YAML whose detectors section to use")
         s.add_argument("--weights", default=None, help="YOLO weights (overrides the config's detector)")
         s.add_argument("--imgsz", type=int, default=320, help="YOLO input size with --weights (default 320)")
+        s.add_argument("--held", default=None, help="held-object weights (bag/weapon on person crops; "
+                       "overrides the config's detectors.held_objects)")
         s.add_argument("--fps", type=float, default=5.0, help="analysis rate, as the cameras and replay use it "
                        "(default 5; a dataset's manifest rate wins)")
         s.add_argument("--max-seconds", type=float, default=None, help="analyse only the first S seconds per video")
@@ -201,14 +207,14 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out or "artifacts/concepts")
     concepts = concept_vocabulary()
     try:
-        cfg = detectors_config(args.config, args.weights, args.imgsz)
+        cfg = detectors_config(args.config, args.weights, args.imgsz, held=args.held)
         videos = [v for d in args.dataset for v in clips_for(d, cfg, args.fps, args.max_seconds, args.cache)]
         X = np.array([f for v in videos for f in v.features])
         y = [c for v in videos for c in v.truth]
         clip_seconds = _clip_seconds(args.dataset)
         model = train_concept_model(
             X, y, concepts, seed=args.seed,
-            analysis={"fps": args.fps, "clip_seconds": clip_seconds, "detector": detector_id(cfg.detector)},
+            analysis={"fps": args.fps, "clip_seconds": clip_seconds, "detector": detector_id(cfg.detector, cfg.held_objects)},
             meta={"datasets": [str(d) for d in args.dataset]})
         cooc = learn_cooccurrence([v.truth for v in videos], concepts, window=max(2, args.window))
     except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
@@ -286,7 +292,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     try:
         model = ConceptModel.load(model_path)
         cfg = detectors_config(args.config, args.weights, args.imgsz, concepts_model=str(model_path),
-                               cooccurrence=str(cooc))
+                               cooccurrence=str(cooc), held=args.held)
         for key in ("beta", "weighting", "decay", "floor"):
             if getattr(args, key) is not None:
                 setattr(cfg.gmcp, key, getattr(args, key))
@@ -296,7 +302,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise ValueError(f"--lookahead must be in [0, h={cfg.gmcp.window}), got {args.lookahead}")
         from detectors.analyzer import detector_id
 
-        model.check_analysis(args.fps, _clip_seconds(args.dataset), detector_id(cfg.detector))
+        model.check_analysis(args.fps, _clip_seconds(args.dataset), detector_id(cfg.detector, cfg.held_objects))
         videos = [v for d in args.dataset for v in clips_for(d, cfg, args.fps, args.max_seconds, args.cache)]
         label_videos(videos, cfg, model, args.fps)
     except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:

@@ -37,6 +37,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--device", default=None, help="cuda:0 / cpu (default: the GPU when present)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=run_train)
+    h = sub.add_parser("train-held", help="train the held-object classifier (bag, weapon) on person crops",
+                       description="Cut person crops labelled with the bag or weapon each person carries from "
+                       "scene datasets with ground truth (scenes.held_export), train the small held-object CNN "
+                       "(detectors.held_objects) and set each family's threshold for the wanted precision on the "
+                       "validation datasets' crops (other scenes). Writes the weights file and a training-curve PNG.")
+    h.add_argument("dataset", nargs="+", help="training dataset folder(s) with ground-truth boxes")
+    h.add_argument("--val", nargs="+", required=True, help="validation dataset folder(s) (other seeds)")
+    h.add_argument("--out", default="detectors/models/held-objects.pt")
+    h.add_argument("--epochs", type=int, default=6)
+    h.add_argument("--every", type=int, default=3, help="cut crops from every N-th annotated frame (default 3)")
+    h.add_argument("--precision", type=float, default=0.9,
+                   help="per-family validation precision the threshold is set for (default 0.9)")
+    h.add_argument("--cache", default=None, help="folder to keep the cut crops in (.npz per dataset)")
+    h.add_argument("--seed", type=int, default=0)
+    h.set_defaults(func=run_train_held)
 
 
 def _export(dataset: Path, out: Path, val_share: float, every: int) -> Path:
@@ -87,3 +102,72 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"val mAP50: {res.map50:.3f}  mAP50-95: {res.map50_95:.3f}  ({res.epochs} epochs, imgsz {res.imgsz}, "
           f"classes {res.classes})")
     return 0
+
+
+def _crops(dataset: Path, every: int, seed: int, cache: Path | None) -> dict:
+    import numpy as np
+
+    from scenes.held_export import export_held_crops
+
+    path = cache / f"{dataset.resolve().name}-every{every}-seed{seed}.npz" if cache else None
+    if path is not None and path.is_file():
+        with np.load(path) as z:
+            return {"x": z["x"], "y": z["y"]}
+    crops = export_held_crops(dataset, every_n=every, seed=seed,
+                              progress=lambda m: print(f"  {m}", file=sys.stderr))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **crops)
+    return crops
+
+
+def _stack(parts: list[dict]) -> dict:
+    import numpy as np
+
+    return {"x": np.concatenate([p["x"] for p in parts]), "y": np.concatenate([p["y"] for p in parts])}
+
+
+def run_train_held(args: argparse.Namespace) -> int:
+    from detectors.held_objects import FAMILIES, HeldObjectsError, train_held_objects
+    from streamer.dataset import DatasetError
+
+    cache = Path(args.cache) if args.cache else None
+    try:
+        train = _stack([_crops(Path(d), args.every, args.seed, cache) for d in args.dataset])
+        val = _stack([_crops(Path(d), args.every, args.seed + 1, cache) for d in args.val])
+    except (DatasetError, FileNotFoundError, HeldObjectsError) as exc:
+        print(f"imminence detectors train-held: {exc}", file=sys.stderr)
+        return 1
+    for name, part in (("train", train), ("val", val)):
+        share = ", ".join(f"{f} {part['y'][:, j].mean():.1%}" for j, f in enumerate(FAMILIES))
+        print(f"{name}: {len(part['x'])} crops ({share})", file=sys.stderr)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res = train_held_objects(train, val, out, epochs=args.epochs, seed=args.seed, target_precision=args.precision,
+                             progress=lambda m: print(m, file=sys.stderr))
+    png = out.with_suffix(".curve.png")
+    _plot_curve(res["history"], png)
+    for fam, thr in res["thresholds"].items():
+        print(f"{fam}: threshold {thr:.3f} for precision {args.precision:.2f} on validation; "
+              f"recall there {res['recall'][fam]:.1%}; val AP {res['history'][-1]['val_ap'][fam]:.3f}")
+    print(f"weights: {out}\ncurve: {png}")
+    return 0
+
+
+def _plot_curve(history: list[dict], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    a.plot(ep, [h["loss"] for h in history], "o-")
+    a.set(xlabel="epoch", ylabel="training loss", title="held-object CNN: loss")
+    for fam in history[0]["val_ap"]:
+        b.plot(ep, [h["val_ap"][fam] for h in history], "o-", label=fam)
+    b.set(xlabel="epoch", ylabel="average precision", ylim=(0, 1), title="validation AP (other scenes)")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
