@@ -138,3 +138,26 @@ def test_upload_analysis_keeps_key_frames_and_boxes(trained) -> None:
     assert clips[1].concept.method == "gmcp"
     with pytest.raises(ValueError, match="no frames"):
         analyze_clip([], cfg, 10.0)
+
+
+@pytest.mark.slow
+def test_train_held_writes_weights_curve_and_refuses_data_without_truth(trained, tmp_path, capsys) -> None:
+    """`detectors train-held` end to end on a small scene: a loadable weights file, its curve, its figures."""
+    from detectors.held_objects import HeldObjectNet
+
+    _, heldout = trained
+    train = heldout.parent / "train"
+    out = tmp_path / "held.pt"
+    capsys.readouterr()
+    rc = main(["detectors", "train-held", str(train), "--val", str(heldout), "--epochs", "1", "--every", "6",
+               "--out", str(out), "--cache", str(tmp_path / "crops")])
+    text = capsys.readouterr().out
+    assert rc == 0 and "bag: threshold" in text and "weapon: threshold" in text
+    net = HeldObjectNet.load(out)
+    assert set(net.thresholds) == {"bag", "weapon"}
+    assert out.with_suffix(".curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list((tmp_path / "crops").glob("*.npz"))) == 2  # crops kept for the next run
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["detectors", "train-held", str(empty), "--val", str(heldout), "--out", str(tmp_path / "x.pt")]) == 1
+    assert "imminence detectors train-held:" in capsys.readouterr().err
