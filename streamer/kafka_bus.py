@@ -950,16 +950,24 @@ class KafkaSubscription(Subscription):
 
 # -- process shutdown -------------------------------------------------------------------
 def install_sigterm_flush(bus: Bus, timeout: float = 10.0, exit_code: int = 143) -> Callable:
-    """On SIGTERM, close ``bus`` (flushing up to ``timeout`` s), then exit with ``exit_code``.
+    """On SIGTERM, exit with ``exit_code``, closing ``bus`` (flushing up to ``timeout`` s) on the way out.
 
-    Must be called from the main thread.  Returns the previous handler.  A
-    process that has its own shutdown path should call ``bus.close()`` there
-    instead.
+    Must be called from the main thread.  Returns the previous handler.  The
+    handler only raises :class:`SystemExit`; the bus is closed by an ``atexit``
+    hook once the stack has unwound, because the signal may land while the main
+    thread holds the bus's or the durable outbox's lock (in ``publish``), and
+    closing from inside the handler would wait on that lock for ever.  A process
+    that has its own shutdown path should call ``bus.close()`` there instead.
     """
+    import atexit
+
+    def _close() -> None:
+        bus.close(timeout)
 
     def _handler(signum: int, frame: Optional[FrameType]) -> None:
-        log.info("SIGTERM: flushing %d buffered record(s)", bus.stats().buffered)
-        bus.close(timeout)
+        log.info("SIGTERM: exiting; the bus flushes and closes once the stack has unwound")
+        atexit.unregister(_close)
+        atexit.register(_close)
         raise SystemExit(exit_code)
 
     return signal.signal(signal.SIGTERM, _handler)
