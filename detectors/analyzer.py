@@ -48,17 +48,17 @@ def build_detector(cfg: Any) -> Detector:
     raise ValueError(f"unknown detector type {getattr(cfg, 'type', cfg)!r}")
 
 
-def detector_id(cfg: Any, held: Any = None) -> str:
+def detector_id(cfg: DetectorsConfig) -> str:
     """What a concept model records as its detector: ``opencv`` or ``yolo:WEIGHTS-FILE-NAME:IMGSZ``.
 
-    With a held-object classifier (``held``, a :class:`HeldObjectsConfig`) ``+held:WEIGHTS-FILE-NAME``
-    is appended: its bags and weapons are part of what the concept features saw.
+    With a held-object classifier configured ``+held:WEIGHTS-FILE-NAME`` is appended: its
+    bags and weapons are part of what the concept features saw.
     """
     from pathlib import Path
 
-    base = f"yolo:{Path(cfg.weights).name}:{cfg.imgsz}" if getattr(cfg, "type", None) == "yolo" \
-        else str(getattr(cfg, "type", "opencv"))
-    return f"{base}+held:{Path(held.weights).name}" if held is not None else base
+    det = cfg.detector
+    base = f"yolo:{Path(det.weights).name}:{det.imgsz}" if det.type == "yolo" else det.type
+    return f"{base}+held:{Path(cfg.held_objects.weights).name}" if cfg.held_objects is not None else base
 
 
 class ClipAnalyzer:
@@ -84,7 +84,7 @@ class ClipAnalyzer:
                 classes = [c for c in classes if c not in self.held.net.families] + list(self.held.net.families)
         # one tracker and one concept stage (features -> scores -> GMCP window) per camera
         self.tracker = CameraTracker(camera_id, cfg.tracker, self.fps)
-        self.concepts = ConceptStage(cfg, self.fps, clip_seconds=clip_seconds, detector_id=detector_id(cfg.detector, cfg.held_objects),
+        self.concepts = ConceptStage(cfg, self.fps, clip_seconds=clip_seconds, detector_id=detector_id(cfg),
                                      detector_classes=classes)
         self.last_features: Optional[np.ndarray] = None  # the last clip's concept features (training reads them)
         self.frames_analysed = 0

@@ -28,7 +28,6 @@ scenes with ground truth.
 """
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections import deque
@@ -41,8 +40,6 @@ import numpy as np
 
 from detectors.types import Detection
 
-log = logging.getLogger(__name__)
-
 CROP_W, CROP_H = 64, 96
 FAMILIES: tuple[str, ...] = ("bag", "weapon")
 FORMAT = "imminence.held-objects/1"
@@ -54,18 +51,27 @@ class HeldObjectsError(ValueError):
     """A held-object weights file that cannot be used, with the reason."""
 
 
-def person_crop(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
-    """The person at ``box`` (x1, y1, x2, y2), widened to 0.9 body heights and resized to CROP_W x CROP_H.
+def crop_window(box: Sequence[float]) -> tuple[float, float, float, float]:
+    """The frame region (x1, y1, x2, y2) :func:`person_crop` maps onto the crop for a person box.
 
-    Widening to a fixed aspect keeps the scale of a body constant in the crop whatever
-    the box's width (arms in or out); pixels outside the frame are black.
+    Centred on the box, at least 0.9 body heights wide (an outstretched arm holds its
+    object outside the torso's box) and 1.1 body heights tall.
     """
     x1, y1, x2, y2 = (float(v) for v in box)
     h = max(2.0, y2 - y1)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     w = max(x2 - x1, 0.9 * h)
-    h2 = 1.1 * h
-    src = np.float32([[cx - w / 2, cy - h2 / 2], [cx + w / 2, cy - h2 / 2], [cx - w / 2, cy + h2 / 2]])
+    return cx - w / 2, cy - 0.55 * h, cx + w / 2, cy + 0.55 * h
+
+
+def person_crop(frame: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """The person at ``box`` (x1, y1, x2, y2): its :func:`crop_window` resized to CROP_W x CROP_H.
+
+    Widening to a fixed aspect keeps the scale of a body constant in the crop whatever
+    the box's width (arms in or out); pixels outside the frame are black.
+    """
+    wx1, wy1, wx2, wy2 = crop_window(box)
+    src = np.float32([[wx1, wy1], [wx2, wy1], [wx1, wy2]])
     dst = np.float32([[0, 0], [CROP_W, 0], [0, CROP_H]])
     m = cv2.getAffineTransform(src, dst)
     return cv2.warpAffine(frame, m, (CROP_W, CROP_H), flags=cv2.INTER_AREA, borderValue=(0, 0, 0))

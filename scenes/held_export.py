@@ -12,27 +12,16 @@ bins that a detector may box as people).
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Callable, Optional
 
 import cv2
 import numpy as np
 
-from detectors.held_objects import FAMILIES, person_crop
+from detectors.held_objects import FAMILIES, crop_window, person_crop
 from streamer.dataset import Dataset, DatasetError
 
-log = logging.getLogger(__name__)
 _MIN_SHARE = {"bag": 0.6, "weapon": 0.4}
-
-
-def _window(box) -> tuple[float, float, float, float]:
-    """The frame region person_crop maps onto the crop."""
-    x1, y1, x2, y2 = box
-    h = max(2.0, y2 - y1)
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    w = max(x2 - x1, 0.9 * h)
-    return cx - w / 2, cy - 0.55 * h, cx + w / 2, cy + 0.55 * h
 
 
 def _share_inside(obj, win) -> float:
@@ -77,7 +66,7 @@ def export_held_crops(dataset_dir: str | Path, every_n: int = 3, keep_negative: 
                     cx, cy = (b[1] + b[3]) / 2 + dx, (b[2] + b[4]) / 2 + dy
                     hw, hh = (b[3] - b[1]) / 2 * s, h / 2 * s
                     box = (cx - hw, cy - hh, cx + hw, cy + hh)
-                    win = _window(box)
+                    win = crop_window(box)
                     label = [int(any(fam == name and _share_inside(o, win) >= _MIN_SHARE[name] for fam, o in objs))
                              for name in FAMILIES]
                     if not any(label) and rng.random() > keep_negative:
@@ -98,4 +87,3 @@ def export_held_crops(dataset_dir: str | Path, every_n: int = 3, keep_negative: 
     if not xs:
         raise DatasetError(f"{dataset_dir}: no annotated person boxes to cut")
     return {"x": np.stack(xs).astype(np.uint8), "y": np.asarray(ys, np.uint8)}
-

@@ -121,7 +121,7 @@ def clips_for(dataset: str, cfg: Any, fps: float, max_seconds: Optional[float], 
     path = None
     if cache:
         stamp = (root / "manifest.json").stat().st_mtime if (root / "manifest.json").exists() else 0
-        key = f"{root}|{stamp}|{detector_id(cfg.detector, cfg.held_objects)}|{fps}|{max_seconds}|{FEATURE_VERSION}"
+        key = f"{root}|{stamp}|{detector_id(cfg)}|{fps}|{max_seconds}|{FEATURE_VERSION}"
         path = Path(cache) / f"{root.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
         if path.exists():
             log.info("%s: clips from the cache %s", dataset, path)
@@ -214,7 +214,7 @@ def run_train(args: argparse.Namespace) -> int:
         clip_seconds = _clip_seconds(args.dataset)
         model = train_concept_model(
             X, y, concepts, seed=args.seed,
-            analysis={"fps": args.fps, "clip_seconds": clip_seconds, "detector": detector_id(cfg.detector, cfg.held_objects)},
+            analysis={"fps": args.fps, "clip_seconds": clip_seconds, "detector": detector_id(cfg)},
             meta={"datasets": [str(d) for d in args.dataset]})
         cooc = learn_cooccurrence([v.truth for v in videos], concepts, window=max(2, args.window))
     except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
@@ -302,7 +302,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise ValueError(f"--lookahead must be in [0, h={cfg.gmcp.window}), got {args.lookahead}")
         from detectors.analyzer import detector_id
 
-        model.check_analysis(args.fps, _clip_seconds(args.dataset), detector_id(cfg.detector, cfg.held_objects))
+        model.check_analysis(args.fps, _clip_seconds(args.dataset), detector_id(cfg))
         videos = [v for d in args.dataset for v in clips_for(d, cfg, args.fps, args.max_seconds, args.cache)]
         label_videos(videos, cfg, model, args.fps)
     except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
