@@ -467,7 +467,9 @@ PRODUCER_SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
     from tests.test_kafka_bus import indicator
+    import logging
     from streamer.kafka_bus import KafkaBus, install_sigterm_flush
+    logging.basicConfig(level=logging.INFO, format="%(relativeCreated)d %(name)s %(levelname)s %(message)s")
     bus = KafkaBus({bootstrap!r}, namespace={ns!r})
     install_sigterm_flush(bus, timeout=30)
     for i in range({n}):
@@ -478,16 +480,24 @@ PRODUCER_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sigterm_after_sending_many_delivers_all(kafka_bootstrap, unique_name, bus):
+def test_sigterm_after_sending_many_delivers_all(kafka_bootstrap, unique_name, bus, tmp_path):
     n = 3000
     script = PRODUCER_SCRIPT.format(root=str(ROOT), bootstrap=kafka_bootstrap, ns=unique_name, n=n)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT)
+    # The child's log goes to a file, never to a pipe nobody reads: kafka-python may log a warning per
+    # retried batch on a loaded machine, and a child blocked writing to a full pipe never exits.
+    log_path = tmp_path / "producer.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=log_file,
+                                text=True, cwd=ROOT)
     try:
         line = proc.stdout.readline()
-        assert line.startswith("published"), proc.stderr.read()
+        assert line.startswith("published"), log_path.read_text()[-3000:]
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(40) == 143
+        try:
+            code = proc.wait(60)  # its own close waits at most 30 s for acknowledgements
+        except subprocess.TimeoutExpired:
+            raise AssertionError("producer did not exit after SIGTERM:\n" + log_path.read_text()[-3000:])
+        assert code == 143, log_path.read_text()[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()
