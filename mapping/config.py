@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mapping import kernels
 
 
 class _Strict(BaseModel):
@@ -14,7 +16,7 @@ class MapConfig(_Strict):
     """(map:)"""
 
     radius_m: float = Field(default=1000.0, gt=0, description="KDE search radius")
-    kernel: Literal["quartic", "gaussian"] = "quartic"
+    kernel: str = Field(default="quartic", description="KDE kernel, a name in mapping.kernels (quartic, gaussian)")
     interval_s: float = Field(default=5.0, gt=0, description="publish a snapshot at least this often when something changed")
     live_half_life_s: float = Field(default=900.0, gt=0, description="weight of a live window halves every this many seconds; "
                                                                    "windows older than 10 half-lives are dropped "
@@ -28,6 +30,12 @@ class MapConfig(_Strict):
     files_interval_s: float = Field(default=30.0, gt=0, description="rewrite map.geojson and the PNGs at most this often (and on exit)")
     out_dir: str = "out/map"
     group: str = "imminence-map"
+
+    @field_validator("kernel")
+    @classmethod
+    def _known_kernel(cls, v: str) -> str:
+        kernels.get(v)  # ValueError naming the registered kernels
+        return v
 
 
 class ForecastConfig(_Strict):

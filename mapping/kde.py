@@ -4,14 +4,9 @@ The surface at a cell centre c is ``sum_p w_p K(|c - p|)`` with a kernel of
 search radius r that integrates to 1 over the plane, reported per square
 kilometre (``area_unit="km2"``, the default) or per square metre.
 
-Kernels (both zero beyond r, so r is a hard search radius as in crime-mapping tools):
-
-* ``"quartic"``: ArcGIS's kernel (Silverman 1986, eq. 4.5),
-  ``K(d) = 3 / (pi r^2) * (1 - (d/r)^2)^2`` for d < r.
-* ``"gaussian"``: sigma = r / 3, shifted to reach zero at r and renormalised,
-  ``K(d) = (exp(-d^2 / 2 sigma^2) - exp(-r^2 / 2 sigma^2)) / Z`` for d < r.
-  The shift makes it continuous, so a point at exactly r (a lattice offset of
-  whole cells) counts the same in every evaluation order.
+Kernels come from the registry in :mod:`mapping.kernels` (``"quartic"``, ArcGIS's
+kernel, and a truncated ``"gaussian"``); every kernel is zero beyond r, so r is a
+hard search radius as in crime-mapping tools, and integrates to 1 over the plane.
 
 Fast path (:func:`kde`): the points are binned onto a lattice (the raster's cell
 centres, or a finer lattice with ``oversample`` = 3, 5, ... nodes per cell edge
@@ -42,16 +37,15 @@ from scipy.signal import fftconvolve
 from scipy.spatial import cKDTree
 
 from geo.grid import Grid
+from mapping import kernels
 
-Kernel = Literal["quartic", "gaussian"]
+Kernel = str  # a name registered in mapping.kernels
 Binning = Literal["linear", "nearest"]
 AreaUnit = Literal["km2", "m2"]
-KERNELS = ("quartic", "gaussian")
 BINNINGS = ("linear", "nearest")
 _AREA = {"m2": 1.0, "km2": 1e6}
 _ROUNDOFF = 1e-12
 MAX_LATTICE_NODES = 100_000_000
-GAUSSIAN_SIGMAS = 3.0  # the Gaussian's search radius in standard deviations
 
 
 @dataclass(frozen=True)
@@ -96,8 +90,7 @@ class Raster:
 
 # -- kernels ------------------------------------------------------------------------------
 def _check_kernel(radius: float, kernel: str) -> None:
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    kernels.get(kernel)
     if not (isinstance(radius, (int, float, np.floating)) and math.isfinite(radius) and radius > 0):
         raise ValueError(f"radius must be a positive number of metres, got {radius!r}")
 
@@ -105,15 +98,7 @@ def _check_kernel(radius: float, kernel: str) -> None:
 def kernel_value(d, radius: float, kernel: Kernel = "quartic") -> np.ndarray:
     """Kernel density per square metre at distances ``d`` (metres); integrates to 1 over the plane."""
     _check_kernel(radius, kernel)
-    d = np.asarray(d, dtype=float)
-    inside = d < radius
-    if kernel == "quartic":
-        u = 1.0 - (d / radius) ** 2
-        return np.where(inside, 3.0 / (math.pi * radius ** 2) * u * u, 0.0)
-    sigma = radius / GAUSSIAN_SIGMAS
-    tail = math.exp(-radius ** 2 / (2 * sigma ** 2))
-    z = 2 * math.pi * sigma ** 2 * (1 - tail) - math.pi * radius ** 2 * tail
-    return np.where(inside, (np.exp(-d ** 2 / (2 * sigma ** 2)) - tail) / z, 0.0)
+    return kernels.get(kernel)(np.asarray(d, dtype=float), radius)
 
 
 def kernel_stencil(radius: float, spacing: float, kernel: Kernel = "quartic") -> np.ndarray:

@@ -12,6 +12,10 @@ the indices of the days to forecast, and returns (n, H, W) scores for target
 
 :func:`calibrate` maps a baseline's scores to probabilities (isotonic
 regression fitted on training days) so that Brier scores compare fairly.
+
+Each baseline is also a registered forecaster (:mod:`mapping.forecast.registry`)
+whose probabilities are calibrated on the last training year before its
+``train_end``, as the backtest has always done.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
 from geo.grid import Grid
+from mapping.forecast.data import DailyMaps
+from mapping.forecast.registry import GridPrediction, register
 from mapping.kde import surface_from_cells
 
 
@@ -78,3 +84,57 @@ def calibrate(scores_fit: np.ndarray, counts_fit: np.ndarray, mask: np.ndarray):
         return iso.predict(scores.reshape(-1)).reshape(scores.shape)
 
     return apply
+
+
+# -- the baselines as registered forecasters ----------------------------------------------------
+class Baseline:
+    """Scores from :meth:`score`; probabilities from them, calibrated on the year before ``train_end``."""
+
+    name = ""
+    calibration_days = 365
+
+    def __init__(self) -> None:
+        self.train_end: int | None = None
+
+    def score(self, counts: np.ndarray, days: np.ndarray, k: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, maps: DailyMaps, train_end: int) -> None:
+        self.train_end = int(train_end)
+
+    def predict(self, maps: DailyMaps, days: np.ndarray, targets) -> GridPrediction:
+        if self.train_end is None:
+            raise ValueError(f"baseline {self.name} is not fitted: call fit(maps, train_end) first")
+        days = np.asarray(days)
+        tc = maps.target_counts()
+        cal_days = np.arange(max(1, self.train_end - self.calibration_days), self.train_end)
+        scores, probs = [], []
+        for t in targets:
+            k = maps.targets.index(t)
+            s = self.score(tc, days, k)
+            cal = calibrate(self.score(tc, cal_days, k), tc[cal_days, k], maps.mask)
+            scores.append(s)
+            probs.append(cal(s))
+        return GridPrediction(maps.grid_id, days, tuple(targets), np.stack(scores, 1), np.stack(probs, 1))
+
+
+@register("yesterday")
+class Yesterday(Baseline):
+    def score(self, counts: np.ndarray, days: np.ndarray, k: int) -> np.ndarray:
+        return yesterday(counts, days, k)
+
+
+@register("historical_average")
+class HistoricalAverage(Baseline):
+    def score(self, counts: np.ndarray, days: np.ndarray, k: int) -> np.ndarray:
+        return historical_average(counts, days, k)
+
+
+@register("kde_30d")
+class KDERecent(Baseline):
+    def __init__(self, grid: Grid, kde_radius: float = 1000.0) -> None:
+        super().__init__()
+        self.grid, self.radius = grid, kde_radius
+
+    def score(self, counts: np.ndarray, days: np.ndarray, k: int) -> np.ndarray:
+        return kde_recent(counts, days, k, self.grid, radius=self.radius)
