@@ -2,7 +2,7 @@
 
 Each module ``imminence/commands/NAME.py`` defines the subcommand ``NAME`` through
 ``register(subparsers)``, which adds it and sets ``func`` (taking the parsed args,
-returning an exit code).  Only the module of the command being run is imported
+returning 0 or a status it computed, and raising to fail).  Only the module of the command being run is imported
 (the others are listed from their docstrings), so start-up does not pay for
 torch or scikit-learn unless the command needs them.  An unknown command is an
 error (argparse, status 2).
@@ -12,7 +12,8 @@ Errors are reported one way (:mod:`imminence.errors`): a command raises
 :func:`main` alone prints it to stderr as ``imminence COMMAND [ACTION]: message``
 and returns its code: 1 when a stage failed, 2 when the command cannot start as
 asked and for every configuration error (one line per problem naming file, line
-and key), 130 on Ctrl-C.  A command with actions names its subparsers' ``dest``
+and key), 130 on Ctrl-C; any other exception is a bug and keeps its traceback.
+A command with actions names its subparsers' ``dest``
 ``<command>_command``, so the prefix names the action too.
 """
 from __future__ import annotations
