@@ -2,11 +2,19 @@
 
 Each module ``imminence/commands/NAME.py`` defines the subcommand ``NAME`` through
 ``register(subparsers)``, which adds it and sets ``func`` (taking the parsed args,
-returning an exit code).  Only the module of the command being run is imported
+returning 0 or a status it computed, and raising to fail).  Only the module of the command being run is imported
 (the others are listed from their docstrings), so start-up does not pay for
 torch or scikit-learn unless the command needs them.  An unknown command is an
-error; configuration errors exit with status 2 and one line per problem naming
-file, line and key.
+error (argparse, status 2).
+
+Errors are reported one way (:mod:`imminence.errors`): a command raises
+``CommandError(message, code)`` or lets a ``ConfigError`` propagate, and
+:func:`main` alone prints it to stderr as ``imminence COMMAND [ACTION]: message``
+and returns its code: 1 when a stage failed, 2 when the command cannot start as
+asked and for every configuration error (one line per problem naming file, line
+and key), 130 on Ctrl-C; any other exception is a bug and keeps its traceback.
+A command with actions names its subparsers' ``dest``
+``<command>_command``, so the prefix names the action too.
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ from typing import Optional, Sequence
 
 from imminence import __version__, commands
 from imminence.configfile import ConfigError
+from imminence.errors import INTERRUPTED, CommandError, report
 from imminence.logs import setup_logging
 
 
@@ -70,6 +79,12 @@ def build_parser(only: Optional[str] = "*") -> argparse.ArgumentParser:
     return parser
 
 
+def command_path(args: argparse.Namespace) -> str:
+    """``COMMAND`` or ``COMMAND ACTION`` of the parsed args (an action is the ``<command>_command`` dest)."""
+    action = getattr(args, f"{args.command}_command", None)
+    return f"{args.command} {action}" if action else args.command
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(only=_requested(argv))
@@ -82,11 +97,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"metrics: http://{args.metrics_host}:{server.port}/metrics", file=sys.stderr, flush=True)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"imminence {args.command}: configuration error:\n{exc}", file=sys.stderr)
-        return 2
+    except (CommandError, ConfigError) as exc:
+        return report(command_path(args), exc)
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

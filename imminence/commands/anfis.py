@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from imminence.configfile import load
+from imminence.errors import USAGE, CommandError
 from inference.anfis import ANFIS, ANFISError
 from inference.config import CrimeModelsConfig
 from inference.crime_models import (CrimeModelError, build_pairs, format_report, rates_from_incidents,
@@ -65,9 +66,12 @@ def train(args: argparse.Namespace) -> int:
     cfg = load(CrimeModelsConfig, args.config)
     if args.epochs is not None:
         if args.epochs < 1:
-            print(f"imminence anfis train: --epochs must be >= 1, got {args.epochs}", file=sys.stderr)
-            return 2
+            raise CommandError(f"--epochs must be >= 1, got {args.epochs}", code=USAGE)
         cfg = cfg.model_copy(update={"epochs": args.epochs})
+    if not args.synthetic and not args.dataset:
+        raise CommandError("give a DATASET folder or --synthetic", code=USAGE)
+    if args.incidents and not args.dataset:
+        raise CommandError("--incidents needs a DATASET (its grid places the incidents)", code=USAGE)
     try:
         if args.synthetic:
             from inference.synthetic import generate_records
@@ -75,26 +79,19 @@ def train(args: argparse.Namespace) -> int:
             records = generate_records(args.cells, args.hours, seed=args.seed, crimes_per_hour=args.crimes_per_hour)
             source = (f"synthetic: cells={args.cells} hours={args.hours} crimes_per_hour={args.crimes_per_hour} "
                       f"seed={args.seed}")
-        elif args.dataset:
+        else:
             records = records_from_dataset(args.dataset)
             source = str(args.dataset)
             if args.incidents:
                 cfg = _with_incident_rates(cfg, args)
                 source += f" (rates from {args.incidents})"
-        else:
-            print("imminence anfis train: give a DATASET folder or --synthetic", file=sys.stderr)
-            return 2
-        if args.incidents and not args.dataset:
-            print("imminence anfis train: --incidents needs a DATASET (its grid places the incidents)", file=sys.stderr)
-            return 2
         pairs = build_pairs(records, cfg)
         print(f"{len(records)} clips -> {pairs.windows} (cell, window) pairs in {pairs.cells} cells; "
               f"{pairs.train_windows} train, {pairs.windows - pairs.train_windows} check", file=sys.stderr)
         report = train_models(pairs, cfg, args.out, source=source, progress=sys.stderr.isatty(),
                               plots=not args.no_plots)
     except (CrimeModelError, ANFISError, ValueError) as exc:
-        print(f"imminence anfis train: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
     print(format_report(report))
     print(f"models and report written to {args.out}", file=sys.stderr)
     return 0
@@ -135,8 +132,7 @@ def rules(args: argparse.Namespace) -> int:
     try:
         m = ANFIS.load(args.model)
     except ANFISError as exc:
-        print(f"imminence anfis rules: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
     print(json.dumps({"inputs": m.input_names, "rules": m.n_rules, "meta": {k: v for k, v in m.meta.items()
                                                                            if k != "rates"}}))
     for i, text in enumerate(m.rules()):

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 
+from imminence.errors import USAGE, CommandError
 from streamer.broker import BrokerError, EmbeddedBroker
 from streamer.redact import mask_url
 
@@ -33,8 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
-        print(f"imminence broker: --port {args.port} is not a port number (0-65535)", file=sys.stderr)
-        return 2
+        raise CommandError(f"--port {args.port} is not a port number (0-65535)", code=USAGE)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -46,16 +46,13 @@ def run(args: argparse.Namespace) -> int:
         try:
             broker.start()
         except BrokerError as exc:
-            print(f"imminence broker: {mask_url(str(exc))}", file=sys.stderr)
-            return 1
+            raise CommandError(mask_url(str(exc))) from exc
         print(broker.bootstrap, flush=True)
         print(f"imminence broker: tansu listening on {broker.bootstrap} (storage {mask_url(args.storage)}); "
               "Ctrl-C or SIGTERM stops it", file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             if not broker.running:
-                print("imminence broker: the broker process exited unexpectedly "
-                      "(see --log-file for its output)", file=sys.stderr)
-                return 1
+                raise CommandError("the broker process exited unexpectedly (see --log-file for its output)")
         print("imminence broker: stopping", file=sys.stderr, flush=True)
         return 0
     finally:

@@ -28,12 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from imminence.errors import CommandError
 from streamer.offline import VideoClips, analyse_dataset
 
 log = logging.getLogger(__name__)
@@ -191,11 +191,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                 "labelling; live it would cost D clip lengths of latency); 0 = skip (default 2)")
 
 
-def _fail(cmd: str, exc: Exception) -> int:
-    print(f"imminence concepts {cmd}: {exc}", file=sys.stderr)
-    return 1
-
-
 def run_train(args: argparse.Namespace) -> int:
     from detectors.analyzer import detector_id
     from detectors.concepts.classifiers import ConceptModelError, train_concept_model
@@ -218,7 +213,7 @@ def run_train(args: argparse.Namespace) -> int:
             meta={"datasets": [str(d) for d in args.dataset]})
         cooc = learn_cooccurrence([v.truth for v in videos], concepts, window=max(2, args.window))
     except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
-        return _fail("train", exc)
+        raise CommandError(str(exc)) from exc
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "concepts.json")
     per_class = learn_per_class(episode_sequences(videos), concepts, window=max(2, args.window))
@@ -306,7 +301,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         videos = [v for d in args.dataset for v in clips_for(d, cfg, args.fps, args.max_seconds, args.cache)]
         label_videos(videos, cfg, model, args.fps)
     except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
-        return _fail("evaluate", exc)
+        raise CommandError(str(exc)) from exc
     results = evaluate_videos(videos, model.concepts, cfg.gmcp, args.lookahead)
     methods: dict[str, int] = {}
     for v in videos:

@@ -17,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from imminence.errors import CommandError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("detectors", help="detector models: train a YOLO detector offline",
@@ -96,8 +98,7 @@ def run_train(args: argparse.Namespace) -> int:
         res = train_yolo(data_yaml, out, model=args.model, epochs=args.epochs, imgsz=args.imgsz,
                          batch=args.batch, device=args.device, seed=args.seed)
     except (DetectorError, DatasetError, FileNotFoundError, ValueError) as exc:
-        print(f"imminence detectors train: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
     print(f"checkpoint: {res.checkpoint}")
     print(f"val mAP50: {res.map50:.3f}  mAP50-95: {res.map50_95:.3f}  ({res.epochs} epochs, imgsz {res.imgsz}, "
           f"classes {res.classes})")
@@ -136,8 +137,7 @@ def run_train_held(args: argparse.Namespace) -> int:
         train = _stack([_crops(Path(d), args.every, args.seed, cache) for d in args.dataset])
         val = _stack([_crops(Path(d), args.every, args.seed + 1, cache) for d in args.val])
     except (DatasetError, FileNotFoundError, HeldObjectsError) as exc:
-        print(f"imminence detectors train-held: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
     for name, part in (("train", train), ("val", val)):
         share = ", ".join(f"{f} {part['y'][:, j].mean():.1%}" for j, f in enumerate(FAMILIES))
         print(f"{name}: {len(part['x'])} crops ({share})", file=sys.stderr)

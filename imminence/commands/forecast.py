@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from imminence.commands.incidents import add_format_args, grid_from_args, read_all
+from imminence.errors import CommandError
 from mapping.forecast import backtest
 from mapping.forecast.data import daily_maps
 from mapping.forecast.output import DayForecast, write
@@ -132,11 +133,6 @@ def _cfg(args: argparse.Namespace) -> TrainConfig:
                        threads=args.threads)
 
 
-def _fail(cmd: str, exc: Exception) -> int:
-    print(f"imminence forecast {cmd}: {exc}", file=sys.stderr)
-    return 1
-
-
 def train(args: argparse.Namespace) -> int:
     try:
         _settings(args)
@@ -150,7 +146,7 @@ def train(args: argparse.Namespace) -> int:
         fc = fit(maps, len(maps.days), cfg, progress=sys.stderr.isatty(), curve_png=curve)
         fc.save(args.out)
     except (ForecastError, IncidentError, GridError, ValueError) as exc:
-        return _fail("train", exc)
+        raise CommandError(str(exc)) from exc
     ep = fc.history_log.get("epoch_s", [])
     print(f"trained on {maps.days[0]} .. {maps.days[-1]} ({len(maps.days)} days, {int(maps.mask.sum())} cells, "
           f"grid {grid.grid_id}); best epoch {fc.history_log['best_epoch'][0]}, "
@@ -175,7 +171,7 @@ def predict(args: argparse.Namespace) -> int:
         out = DayForecast(grid.grid_id, date, fc.targets, probs[0], version=f"cnn-lstm:{fc.trained_until}")
         write(out, grid, args.out)
     except (ForecastError, IncidentError, GridError, ValueError) as exc:
-        return _fail("predict", exc)
+        raise CommandError(str(exc)) from exc
     print(f"forecast for {date} ({len(fc.targets)} targets, grid {grid.grid_id}) -> {args.out}")
     for i, t in enumerate(fc.targets):
         top = np.argsort(-probs[0, i][grid.mask])[:3]
@@ -207,7 +203,7 @@ def evaluate(args: argparse.Namespace) -> int:
                               train_from=args.train_from, kde_radius=args.kde_radius,
                               progress=sys.stderr.isatty(), curve_png=args.curve, model=model)
     except (ForecastError, IncidentError, GridError, ValueError) as exc:
-        return _fail("evaluate", exc)
+        raise CommandError(str(exc)) from exc
     d = res.as_dict()
     d["beats_every_baseline"] = {t: backtest.beats_all(sc, ("auroc", "ap", "brier")) for t, sc in res.scores.items()}
     print(json.dumps(d, indent=1) if args.json else format_table(d))

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from geo.grid import Grid, GridConfig, GridError
+from imminence.errors import CommandError
 from mapping.incidents import FORMATS, IncidentError, aggregate, load_incidents, parse_mapping
 
 
@@ -114,8 +114,7 @@ def load(args: argparse.Namespace) -> int:
             summary["maps"] = {"path": args.maps, "shape": list(im.counts.shape), "outside_grid": im.outside,
                                "grid_id": grid.grid_id}
     except (IncidentError, GridError) as exc:
-        print(f"imminence incidents load: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
     if args.json:
         print(json.dumps(summary, indent=1))
     else:

@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
 from pathlib import Path
 
 from imminence.config import load_config
 from imminence.configfile import ConfigError
+from imminence.errors import CommandError
 from mapping.forecast.output import ForecastFileError
 from mapping.service import MapService
 
@@ -64,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
                              client_id=f"{cfg.bus.client_id}-map")
     except ForecastFileError as exc:
         bus.close(5.0)
-        print(f"imminence map: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
 
     from streamer.observability import set_health  # noqa: PLC0415
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
 from imminence.config import ImminenceConfig, load_config
+from imminence.errors import USAGE, CommandError
 from streamer.config import Position
 from streamer.dataset import DatasetError
 from streamer.replay import dataset_videos, replay_videos, single_video
@@ -83,8 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     cfg, grid = (load_config(args.config) if args.config else (ImminenceConfig(), None))
     if args.fps <= 0 or args.clip_seconds <= 0:
-        print("imminence replay: --fps and --clip-seconds must be > 0", file=sys.stderr)
-        return 2
+        raise CommandError("--fps and --clip-seconds must be > 0", code=USAGE)
     path = Path(args.path)
     try:
         if path.is_dir():
@@ -95,17 +94,14 @@ def main(args: argparse.Namespace) -> int:
                 grid = Grid.from_config(grid_cfg, base_dir=path)
         else:
             if not path.exists():
-                print(f"imminence replay: {path}: no such dataset folder or video file", file=sys.stderr)
-                return 2
+                raise CommandError(f"{path}: no such dataset folder or video file", code=USAGE)
             if not args.camera_id or args.position is None:
-                print(f"imminence replay: {path} is a single video: give --camera-id ID and --position LON,LAT",
-                      file=sys.stderr)
-                return 2
+                raise CommandError(f"{path} is a single video: give --camera-id ID and --position LON,LAT",
+                                   code=USAGE)
             videos = [single_video(path, args.camera_id, args.position, start=args.start, fps=args.fps,
                                    clip_seconds=args.clip_seconds)]
     except (DatasetError, SourceError, ValueError) as exc:
-        print(f"imminence replay: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc), code=USAGE) from exc
 
     from streamer.kafka_bus import KafkaBus  # noqa: PLC0415
 
@@ -125,8 +121,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         durable = open_durable(cfg.bus, args.config, "replay") if args.config else None
     except OutboxError as exc:
-        print(f"imminence replay: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc), code=USAGE) from exc
     bus = KafkaBus(cfg.bus.model_copy(update={"bootstrap": bootstrap}), durable=durable)
     try:
         summary = replay_videos(videos, bus, cfg, grid, args.speed, run_id=args.run_id, stop_event=stop)

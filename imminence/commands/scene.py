@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from datetime import datetime
+
+from imminence.errors import USAGE, CommandError
 
 log = logging.getLogger("imminence.scene")
 
@@ -27,11 +28,9 @@ def _generate(args: argparse.Namespace) -> int:
                                size=parse_size(args.size), clip_seconds=args.clip_seconds, start=start,
                                progress=True, jobs=args.jobs, vary=args.vary)
     except (SceneError, ValueError) as exc:
-        print(f"imminence scene generate: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc), code=USAGE) from exc
     except OSError as exc:
-        print(f"imminence scene generate: {args.out}: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(f"{args.out}: {exc}") from exc
     print(f"wrote {out} ({args.cameras} cameras x {args.minutes:g} min) in {time.perf_counter() - t:.1f} s")
     return 0
 
@@ -43,8 +42,7 @@ def _export(args: argparse.Namespace) -> int:
     try:
         path = export_yolo(args.dataset, args.out, every_n=args.every_n, val_fraction=args.val_fraction)
     except (DatasetError, ValueError) as exc:
-        print(f"imminence scene export-yolo: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc), code=USAGE) from exc
     print(f"wrote {path}")
     return 0
 
@@ -56,8 +54,7 @@ def _stats(args: argparse.Namespace) -> int:
     try:
         s = dataset_stats(args.dataset)
     except DatasetError as exc:
-        print(f"imminence scene stats: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc), code=USAGE) from exc
     print(format_stats(s))
     if args.png:
         print(f"wrote {write_png(s, args.png)}")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from imminence.config import load_config
+from imminence.errors import USAGE, CommandError
 from inference.crime_models import CrimeModelError, default_models_dir, load_models
 from inference.service import ScoringService
 
@@ -44,9 +45,8 @@ def run(args: argparse.Namespace) -> int:
     cfg, grid = load_config(args.config)
     bus_cfg = cfg.bus.model_copy(update={"bootstrap": args.bootstrap}) if args.bootstrap else cfg.bus
     if not bus_cfg.bootstrap:
-        print("imminence score: no broker: give --bootstrap HOST:PORT or bus.bootstrap in the config "
-              "(imminence broker starts a local one)", file=sys.stderr)
-        return 2
+        raise CommandError("no broker: give --bootstrap HOST:PORT or bus.bootstrap in the config "
+                           "(imminence broker starts a local one)", code=USAGE)
     scoring = cfg.scoring
     updates = {}
     if args.group:
@@ -61,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         models = load_models(folder or default_models_dir())
     except CrimeModelError as exc:
-        print(f"imminence score: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc)) from exc
     bus = KafkaBus(bus_cfg)
     cells = set(grid.cell_ids()) if grid is not None else None
     cameras = {c.id for c in cfg.cameras} if scoring.known_cameras_only else None

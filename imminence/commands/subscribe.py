@@ -20,6 +20,7 @@ import sys
 
 from kafka.errors import KafkaError
 
+from imminence.errors import USAGE, CommandError
 from streamer import schemas
 from streamer.config import BusConfig
 from streamer.redact import mask_url
@@ -63,16 +64,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         topics = [resolve_topic(t) for t in args.topics]
     except ValueError as exc:
-        print(f"imminence subscribe: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc), code=USAGE) from exc
     if args.max is not None and args.max <= 0:
-        print(f"imminence subscribe: --max must be positive, got {args.max}", file=sys.stderr)
-        return 2
+        raise CommandError(f"--max must be positive, got {args.max}", code=USAGE)
     cfg = _bus_config(args)
     if not cfg.bootstrap:
-        print("imminence subscribe: no broker address: pass --bootstrap HOST:PORT, set bus.bootstrap in "
-              "--config, or set IMMINENCE_BOOTSTRAP (start one with `imminence broker`)", file=sys.stderr)
-        return 2
+        raise CommandError("no broker address: pass --bootstrap HOST:PORT, set bus.bootstrap in --config, "
+                           "or set IMMINENCE_BOOTSTRAP (start one with `imminence broker`)", code=USAGE)
 
     kafka_log = logging.getLogger("kafka")
     kafka_level = kafka_log.level
@@ -100,9 +98,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     except KafkaError as exc:
-        print(f"imminence subscribe: cannot read from the broker at {mask_url(cfg.bootstrap)}: "
-              f"{type(exc).__name__}: {mask_url(str(exc))}", file=sys.stderr)
-        return 1
+        raise CommandError(f"cannot read from the broker at {mask_url(cfg.bootstrap)}: "
+                           f"{type(exc).__name__}: {mask_url(str(exc))}") from exc
     finally:
         signal.signal(signal.SIGTERM, previous)
         kafka_log.setLevel(kafka_level)

@@ -14,6 +14,8 @@ import getpass
 import logging
 import sys
 
+from imminence.errors import USAGE, CommandError
+
 log = logging.getLogger("imminence.web")
 
 
@@ -37,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.hash_password:
         pw = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
         if not pw:
-            print("imminence web: empty password", file=sys.stderr)
-            return 2
+            raise CommandError("empty password", code=USAGE)
         print(hash_password(pw))
         return 0
 
@@ -52,15 +53,12 @@ def run(args: argparse.Namespace) -> int:
     updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     web = cfg.web.model_copy(update=updates)
     if not 0 < web.port < 65536:
-        print(f"imminence web: --port {web.port} is not a port number (1-65535)", file=sys.stderr)
-        return 2
+        raise CommandError(f"--port {web.port} is not a port number (1-65535)", code=USAGE)
     bus = None
     bootstrap = args.bootstrap or cfg.bus.bootstrap
     if args.run_dir is None:
         if not bootstrap:
-            print("imminence web: give --bootstrap HOST:PORT (or bus.bootstrap in --config), or --from DIR",
-                  file=sys.stderr)
-            return 2
+            raise CommandError("give --bootstrap HOST:PORT (or bus.bootstrap in --config), or --from DIR", code=USAGE)
         from streamer.kafka_bus import KafkaBus
 
         bus_cfg = cfg.bus.model_copy(update={"bootstrap": bootstrap,
@@ -71,13 +69,11 @@ def run(args: argparse.Namespace) -> int:
         console = build_console(web, grid=grid, bus=bus, bootstrap=bootstrap, run_dir=args.run_dir,
                                 analyzer_factory=default_analyzer_factory(cfg.detectors), close_bus=True)
     except AuthError as exc:
-        print(f"imminence web: {exc}", file=sys.stderr)
         if bus is not None:
             bus.close(1.0)
-        return 2
+        raise CommandError(str(exc), code=USAGE) from exc
     except FileNotFoundError as exc:
-        print(f"imminence web: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc), code=USAGE) from exc
     from streamer.observability import set_health  # noqa: PLC0415
 
     # /healthz (with --metrics-port): unhealthy while the live feed's broker is unreachable

@@ -20,13 +20,13 @@ import argparse
 import difflib
 import logging
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Optional
 
 from imminence.config import ImminenceConfig, load_config
 from imminence.configfile import ConfigError
+from imminence.errors import CommandError, report
 from imminence.logs import add_log_context, setup_logging
 from streamer.config import CameraConfig
 from streamer.sources import FileSource, SourceError, is_live_url, open_source, recording_start
@@ -78,12 +78,23 @@ def make_bus(cfg: ImminenceConfig, bootstrap: Optional[str], config_path: str | 
 
 def run_camera(stop_event: Any, config_path: str, camera_id: str, bootstrap: Optional[str] = None,
                log_level: Optional[str] = None, log_format: str = "text") -> int:
-    """Run one camera until its source ends or ``stop_event`` is set; returns the exit code.
+    """The entry point of each process ``imminence workers`` supervises: :func:`serve_camera`, its exit code.
 
-    The entry point of ``imminence worker`` and of each process ``imminence workers`` supervises.
+    No ``cli.main`` runs in the child, so its errors are reported here, the same way (:mod:`imminence.errors`).
     """
     if log_level:
         setup_logging(log_level, log_format)
+    try:
+        return serve_camera(stop_event, config_path, camera_id, bootstrap)
+    except (CommandError, ConfigError) as exc:
+        return report("worker", exc)
+
+
+def serve_camera(stop_event: Any, config_path: str, camera_id: str, bootstrap: Optional[str] = None) -> int:
+    """Run one camera until its source ends or ``stop_event`` is set; returns 0.
+
+    Raises ``ConfigError``, or ``CommandError`` (code 1) when the source cannot be opened.
+    """
     add_log_context(camera=camera_id)  # every line of this process names its camera
     try:
         cfg, grid = load_config(config_path)
@@ -95,12 +106,10 @@ def run_camera(stop_event: Any, config_path: str, camera_id: str, bootstrap: Opt
                              watchdog_s=cam.watchdog_s, reconnect_max_s=cam.reconnect_max_s)
         source.open()  # a missing or corrupt file fails here, before the broker is contacted
         bus = make_bus(cfg, bootstrap, config_path, cam)
-    except ConfigError as exc:
-        print(f"imminence worker: configuration error:\n{exc}", file=sys.stderr)
-        return 2
+    except ConfigError:
+        raise  # a ValueError too, but a configuration error (exit 2), not a camera failure
     except (SourceError, ValueError) as exc:
-        print(f"imminence worker: camera {camera_id}: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(f"camera {camera_id}: {exc}") from exc
     # A file is a recording: its clips are timed from the file's modification time (as replay
     # does), so a worker restarted by the supervisor re-publishes the same clips under the same
     # event ids and consumers drop the repeats.  Its events say so (replay: true), so the map ages
@@ -130,4 +139,4 @@ def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    return run_camera(stop, args.config, args.camera, args.bootstrap)
+    return serve_camera(stop, args.config, args.camera, args.bootstrap)

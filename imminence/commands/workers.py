@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 
 from imminence.commands.worker import find_camera, run_camera
 from imminence.config import load_config
 from imminence.configfile import ConfigError
+from imminence.errors import CommandError
 from streamer.supervisor import ProcessSpec, Supervisor
 
 
@@ -75,6 +75,5 @@ def main(args: argparse.Namespace) -> int:
             broker.stop()
     failed = [n for n, c in sup.children.items() if c.last_exitcode not in (0, None) and not stop.is_set()]
     if failed:
-        print(f"imminence workers: ended with failed worker(s): {', '.join(failed)}", file=sys.stderr)
-        return 1
+        raise CommandError(f"ended with failed worker(s): {', '.join(failed)}")
     return 0
