@@ -8,8 +8,10 @@ ids, motion, frames with a person, concept, model versions) and starts the next
 clip.  Everything per camera lives here (background model, tracker, concept
 window), so cameras never share state.
 
-The detector is built from ``cfg.detector`` by :func:`build_detector`.  A
-detector is any object with ``name``, ``version`` and ``detect(frame) ->
+The detector is built from ``cfg.detector`` by :func:`build_detector`, which
+looks its ``type`` up in :data:`DETECTORS` (the module and class of each
+backend, imported only when used, so torch loads only for YOLO).  A detector is
+any object with ``name``, ``version``, ``from_config(cfg)`` and ``detect(frame) ->
 list[Detection]``; one that also measures motion exposes the last frame's
 foreground share as ``motion`` (the OpenCV detector does), otherwise the analyzer
 runs its own :class:`MotionEstimator`.  Tracks, concept scores and the GMCP label
@@ -18,14 +20,15 @@ accumulated, and ``end_clip`` fills ``ClipAnalysis.concept``.
 """
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 from typing import Any, Optional, Protocol
 
 import numpy as np
 
 from detectors.concepts.stage import ConceptStage
-from detectors.config import DetectorsConfig, OpenCVDetectorConfig
-from detectors.opencv_detector import MotionEstimator, OpenCVDetector
+from detectors.config import DetectorsConfig
+from detectors.opencv_detector import MotionEstimator
 from detectors.tracking import CameraTracker
 from detectors.types import ClipAnalysis, Detection, FrameAnalysis
 
@@ -37,15 +40,20 @@ class Detector(Protocol):
     def detect(self, frame: np.ndarray) -> list[Detection]: ...
 
 
+#: ``detectors.detector.type`` -> "module:Class" of the backend (its config class is in detectors.config)
+DETECTORS = {
+    "opencv": "detectors.opencv_detector:OpenCVDetector",
+    "yolo": "detectors.yolo:YOLODetector",
+}
+
+
 def build_detector(cfg: Any) -> Detector:
     """The detector a ``detectors.detector`` config section names (chosen by its ``type``)."""
-    if isinstance(cfg, OpenCVDetectorConfig) or getattr(cfg, "type", None) == "opencv":
-        return OpenCVDetector(cfg)
-    if getattr(cfg, "type", None) == "yolo":
-        from detectors.yolo import YOLODetector  # noqa: PLC0415 - torch/ultralytics only when asked for
-
-        return YOLODetector.from_config(cfg)
-    raise ValueError(f"unknown detector type {getattr(cfg, 'type', cfg)!r}")
+    kind = getattr(cfg, "type", None)
+    if kind not in DETECTORS:
+        raise ValueError(f"unknown detector type {kind!r}; known: {', '.join(DETECTORS)}")
+    module, cls = DETECTORS[kind].split(":")
+    return getattr(importlib.import_module(module), cls).from_config(cfg)
 
 
 def detector_id(cfg: DetectorsConfig) -> str:
@@ -56,8 +64,7 @@ def detector_id(cfg: DetectorsConfig) -> str:
     """
     from pathlib import Path
 
-    det = cfg.detector
-    base = f"yolo:{Path(det.weights).name}:{det.imgsz}" if det.type == "yolo" else det.type
+    base = cfg.detector.model_id()
     return f"{base}+held:{Path(cfg.held_objects.weights).name}" if cfg.held_objects is not None else base
 
 

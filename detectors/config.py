@@ -1,6 +1,7 @@
 """Configuration of the detectors stage: detector (chosen by ``type``), tracker, concepts, GMCP."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +21,10 @@ class OpenCVDetectorConfig(_Strict):
                               "(HOG needs people at least ~100 px tall: 640 finds 80% of vtest.avi's frames, 768 98%)")
     motion_only: bool = Field(default=True, description="scan only moving regions (MOG2) for people; false = whole frame")
 
+    def model_id(self) -> str:
+        """How concept models name this detector (what their features were computed with)."""
+        return "opencv"
+
 
 class YOLODetectorConfig(_Strict):
     """Any ultralytics checkpoint (.pt) or exported ONNX model."""
@@ -30,6 +35,10 @@ class YOLODetectorConfig(_Strict):
     conf: float = Field(default=0.25, gt=0, lt=1)
     iou: float = Field(default=0.5, gt=0, lt=1)
     device: Optional[str] = Field(default=None, description="cuda:0, cpu; default: the GPU when present")
+
+    def model_id(self) -> str:
+        """How concept models name this detector: the weights file's name and the input size."""
+        return f"yolo:{Path(self.weights).name}:{self.imgsz}"
 
 
 DetectorConfig = Annotated[Union[OpenCVDetectorConfig, YOLODetectorConfig], Field(discriminator="type")]

@@ -120,6 +120,10 @@ class OpenCVDetector:
         self.motion = 0.0
         self.full_scans = 0  # frames scanned whole (warm-up, global motion, motion_only off)
 
+    @classmethod
+    def from_config(cls, cfg: OpenCVDetectorConfig) -> "OpenCVDetector":
+        return cls(cfg)
+
     def _scan(self, image: np.ndarray, ox: int = 0, oy: int = 0) -> tuple[list[list[int]], list[float]]:
         stride = self.cfg.hog_stride
         rects, weights = self.hog.detectMultiScale(image, winStride=(stride, stride), padding=(8, 8),

@@ -104,11 +104,20 @@ class _IoUTracker:
     """Greedy-free IoU association (Hungarian on 1 - IoU), for detectors without useful scores."""
 
     def __init__(self, max_lost: int, min_iou: float = 0.2) -> None:
+        self.version = f"iou:buffer={max_lost}"
         self.max_lost = max_lost
         self.min_iou = min_iou
         self.tracks: dict[int, tuple[np.ndarray, int, int]] = {}  # id -> (box, cls, last frame)
         self.frame_id = 0
         self._next = 1
+
+    @classmethod
+    def build(cls, cfg: Any, fps: float, **overrides: Any) -> "_IoUTracker":
+        return cls(max_lost=max(1, math.ceil(cfg.max_age_s * fps)))
+
+    def track(self, data: np.ndarray, frame: Optional[np.ndarray]) -> list[Optional[int]]:
+        """Track id per row of ``data`` (N x 6: x1 y1 x2 y2 conf cls)."""
+        return self.update(data[:, :4], data[:, 5].astype(int))
 
     def update(self, boxes: np.ndarray, classes: np.ndarray) -> list[Optional[int]]:
         self.frame_id += 1
@@ -140,6 +149,66 @@ class _IoUTracker:
             for tid in sorted(self.tracks, key=lambda t: self.tracks[t][2])[: len(self.tracks) - n]:
                 del self.tracks[tid]
 
+    def reset(self) -> None:
+        self.tracks.clear()
+
+
+class _UltralyticsTracker:
+    """ultralytics' ByteTrack or BoT-SORT, with validated arguments and capped state."""
+
+    def __init__(self, tracker_type: str, args: TrackerArgs) -> None:
+        ensure_offline()
+        from ultralytics.trackers.bot_sort import BOTSORT
+        from ultralytics.trackers.byte_tracker import BYTETracker
+
+        self.args = args
+        ns = SimpleNamespace(**args.model_dump())
+        self._ul = BOTSORT(ns) if tracker_type == "botsort" else BYTETracker(ns)
+        self.version = f"{tracker_type}:buffer={args.track_buffer}"
+
+    @classmethod
+    def factory(cls, tracker_type: str):
+        def build(cfg: Any, fps: float, **overrides: Any) -> "_UltralyticsTracker":
+            return cls(tracker_type, build_args(tracker_type, fps, cfg.max_age_s, **overrides))
+        return build
+
+    def track(self, data: np.ndarray, frame: Optional[np.ndarray]) -> list[Optional[int]]:
+        ids: list[Optional[int]] = [None] * len(data)
+        out = self._ul.update(_Boxes(data), frame)
+        for row in np.asarray(out).reshape(-1, 8):
+            idx = int(row[7])
+            if 0 <= idx < len(ids):
+                ids[idx] = int(row[4])
+        return ids
+
+    def cap(self, n: int) -> None:
+        t = self._ul
+        t.removed_stracks = []  # history ultralytics keeps only for its own bookkeeping
+        over = len(t.tracked_stracks) + len(t.lost_stracks) - n
+        if over > 0:
+            t.lost_stracks.sort(key=lambda s: s.end_frame)
+            t.lost_stracks = t.lost_stracks[over:]
+            over = len(t.tracked_stracks) + len(t.lost_stracks) - n
+            if over > 0:  # still too many live tracks: keep the most confident
+                t.tracked_stracks.sort(key=lambda s: s.score, reverse=True)
+                t.tracked_stracks = t.tracked_stracks[:n]
+
+    def live(self) -> int:
+        return len(self._ul.tracked_stracks) + len(self._ul.lost_stracks) + len(self._ul.removed_stracks)
+
+    def reset(self) -> None:
+        ids = self._ul._ids
+        self._ul.reset()
+        self._ul._ids = ids
+
+
+#: ``detectors.tracker.type`` -> a function (tracker config, fps, **overrides) -> backend
+TRACKERS = {
+    "bytetrack": _UltralyticsTracker.factory("bytetrack"),
+    "botsort": _UltralyticsTracker.factory("botsort"),
+    "iou": _IoUTracker.build,
+}
+
 
 class CameraTracker:
     """Links one camera's detections into tracks; ``update`` fills ``Detection.track_id``.
@@ -154,20 +223,12 @@ class CameraTracker:
         self.type = cfg.type
         self.max_tracks = int(cfg.max_tracks)
         self.classes: list[str] = list(classes or [])
-        if cfg.type == "iou":
-            self.args = None
-            self._iou = _IoUTracker(max_lost=max(1, math.ceil(cfg.max_age_s * fps)))
-            self._ul = None
-        else:
-            self.args = build_args(cfg.type, fps, cfg.max_age_s, **overrides)
-            ensure_offline()
-            from ultralytics.trackers.bot_sort import BOTSORT
-            from ultralytics.trackers.byte_tracker import BYTETracker
-
-            ns = SimpleNamespace(**self.args.model_dump())
-            self._ul = BOTSORT(ns) if cfg.type == "botsort" else BYTETracker(ns)
-            self._iou = None
-        self.version = f"{cfg.type}:buffer={self.args.track_buffer if self.args else self._iou.max_lost}"
+        build = TRACKERS.get(cfg.type)
+        if build is None:
+            raise DetectorError(f"unknown tracker type {cfg.type!r}; known: {', '.join(TRACKERS)}")
+        self._backend = build(cfg, fps, **overrides)
+        self.args: Optional[TrackerArgs] = getattr(self._backend, "args", None)
+        self.version = self._backend.version
 
     def key(self, track_id: int) -> str:
         return f"{self.camera_id}:{track_id}"
@@ -183,42 +244,15 @@ class CameraTracker:
             d.track_id = None
         data = np.array([[*d.xyxy, d.score, self._cls_index(d.cls)] for d in detections],
                         dtype=np.float64).reshape(-1, 6)
-        if self._iou is not None:
-            for d, tid in zip(detections, self._iou.update(data[:, :4], data[:, 5].astype(int))):
-                d.track_id = tid
-            self._iou.cap(self.max_tracks)
-            return detections
-        out = self._ul.update(_Boxes(data), frame)
-        for row in np.asarray(out).reshape(-1, 8):
-            idx = int(row[7])
-            if 0 <= idx < len(detections):
-                detections[idx].track_id = int(row[4])
-        self._cap()
+        for d, tid in zip(detections, self._backend.track(data, frame)):
+            d.track_id = tid
+        self._backend.cap(self.max_tracks)
         return detections
-
-    def _cap(self) -> None:
-        t = self._ul
-        t.removed_stracks = []  # history ultralytics keeps only for its own bookkeeping
-        over = len(t.tracked_stracks) + len(t.lost_stracks) - self.max_tracks
-        if over > 0:
-            t.lost_stracks.sort(key=lambda s: s.end_frame)
-            t.lost_stracks = t.lost_stracks[over:]
-            over = len(t.tracked_stracks) + len(t.lost_stracks) - self.max_tracks
-            if over > 0:  # still too many live tracks: keep the most confident
-                t.tracked_stracks.sort(key=lambda s: s.score, reverse=True)
-                t.tracked_stracks = t.tracked_stracks[: self.max_tracks]
 
     def live_tracks(self) -> int:
         """Tracks held in memory now (tracked + lost)."""
-        if self._iou is not None:
-            return self._iou.live()
-        return len(self._ul.tracked_stracks) + len(self._ul.lost_stracks) + len(self._ul.removed_stracks)
+        return self._backend.live()
 
     def reset(self) -> None:
         """Forget every track (e.g. after the stream reopens); ids keep counting so they stay unique."""
-        if self._iou is not None:
-            self._iou.tracks.clear()
-        else:
-            ids = self._ul._ids
-            self._ul.reset()
-            self._ul._ids = ids
+        self._backend.reset()
