@@ -26,7 +26,7 @@ from typing import Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 from pydantic import BaseModel, model_validator
 
-from geo.jsonfile import json_location, read_model
+from geo.jsonfile import check_tag, json_location, read_model
 
 FORMAT = "imminence.cooccurrence"
 VERSION = 1
@@ -54,12 +54,8 @@ class CooccurrenceFile(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _format_first(cls, data: object) -> object:
-        if isinstance(data, dict):
-            if data.get("format") != FORMAT:
-                raise ValueError(f"not a co-occurrence file (format must be {FORMAT!r})")
-            if data.get("version") != VERSION:
-                raise ValueError(f"co-occurrence file version {data.get('version')!r}, this code reads {VERSION}")
-        return data
+        check_tag(data, "format", FORMAT, "not a co-occurrence file (format must be {expected!r})")
+        return check_tag(data, "version", VERSION, "co-occurrence file version {found!r}, this code reads {expected}")
 
 
 @dataclass(frozen=True)

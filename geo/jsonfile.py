@@ -19,7 +19,7 @@ import (tests/test_layering.py); it imports no stage.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence, TypeVar, Union
+from typing import Any, Sequence, TypeVar, Union
 
 from pydantic import BaseModel, ValidationError
 
@@ -61,6 +61,17 @@ def format_validation_error(path: Union[str, Path], exc: ValidationError) -> str
     if len(errors) > MAX_PROBLEMS:
         lines.append(f"{path}: ... and {len(errors) - MAX_PROBLEMS} more problem(s)")
     return "\n".join(lines)
+
+
+def check_tag(data: Any, key: str, expected: object, message: str) -> Any:
+    """For a model's before-validator: refuse a document whose ``key`` is not ``expected``, before its fields.
+
+    ``message`` may name ``{found!r}`` and ``{expected!r}``; anything but a JSON object passes through, for
+    pydantic to refuse.
+    """
+    if isinstance(data, dict) and data.get(key) != expected:
+        raise ValueError(message.format(found=data.get(key), expected=expected))
+    return data
 
 
 def read_model(path: Union[str, Path], model: type[M], error: type[Exception] = ValueError,

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ValidationError, model_validator
 from skfuzzy import gaussmf
 from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
-from geo.jsonfile import format_validation_error, read_model
+from geo.jsonfile import check_tag, format_validation_error, read_model
 from inference.subclust import subtractive_clustering
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,9 @@ class ANFISFile(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _format_first(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            if data.get("format") != FORMAT:
-                raise ValueError(f"not an ANFIS model file (format {data.get('format')!r}, expected {FORMAT!r})")
-            if data.get("version") != VERSION:
-                raise ValueError(f"model format version {data.get('version')!r} is not supported "
-                                 f"(this build reads version {VERSION}); retrain or convert the model")
-        return data
+        check_tag(data, "format", FORMAT, "not an ANFIS model file (format {found!r}, expected {expected!r})")
+        return check_tag(data, "version", VERSION, "model format version {found!r} is not supported "
+                         "(this build reads version {expected}); retrain or convert the model")
 
 
 @dataclass

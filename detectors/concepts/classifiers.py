@@ -31,7 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors.concepts.features import FEATURE_NAMES, FEATURE_VERSION
-from geo.jsonfile import read_model
+from geo.jsonfile import check_tag, read_model
 
 FORMAT = "imminence.concept-classifiers/2"
 
@@ -108,10 +108,8 @@ class ConceptModelFile(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _format_first(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("format") != FORMAT:
-            raise ValueError(f"concept model format {data.get('format')!r}; this code reads {FORMAT!r}: "
-                             "retrain with `imminence concepts train`")
-        return data
+        return check_tag(data, "format", FORMAT, "concept model format {found!r}; this code reads {expected!r}: "
+                         "retrain with `imminence concepts train`")
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geo.grid import Grid
-from geo.jsonfile import read_model
+from geo.jsonfile import check_tag, read_model
 
 SCHEMA = "imminence.forecast/1"
 
@@ -41,9 +41,7 @@ class ForecastFile(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _schema_first(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("schema") != SCHEMA:
-            raise ValueError(f"not a forecast file (schema {data.get('schema')!r}, expected {SCHEMA!r})")
-        return data
+        return check_tag(data, "schema", SCHEMA, "not a forecast file (schema {found!r}, expected {expected!r})")
 
 
 @dataclass
