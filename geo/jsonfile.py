@@ -11,7 +11,8 @@ catching what they caught; the message is always made here:
 * otherwise one line per problem, ``PATH: LOCATION: WHAT WAS WRONG``, with the
   location written as a JSON path (``clips[0].concept``) and a missing field as
   ``PATH: missing field LOCATION``; a problem with the whole document (a format
-  tag checked before the fields) has no location.
+  tag, checked before the fields by a before-validator that calls
+  :func:`check_tag`) has no location.
 
 This module is in ``geo`` because ``geo`` is the bottom package every stage may
 import (tests/test_layering.py); it imports no stage.
