@@ -24,11 +24,38 @@ from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
+from pydantic import BaseModel, model_validator
+
+from geo.jsonfile import check_tag, json_location, read_model
 
 FORMAT = "imminence.cooccurrence"
 VERSION = 1
 
 Label = Union[int, str]
+
+
+class MatrixEntry(BaseModel):
+    """One named matrix of the file (unknown keys are ignored)."""
+
+    window: int
+    alpha: float
+    counts: list[list[int]]
+    matrix: list[list[float]]
+
+
+class CooccurrenceFile(BaseModel):
+    """The co-occurrence file (unknown keys are ignored); format and version are checked before the fields."""
+
+    format: str
+    version: int
+    concepts: Optional[list[str]] = None
+    matrices: Optional[dict[str, MatrixEntry]] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _format_first(cls, data: object) -> object:
+        check_tag(data, "format", FORMAT, "not a co-occurrence file (format must be {expected!r})")
+        return check_tag(data, "version", VERSION, "co-occurrence file version {found!r}, this code reads {expected}")
 
 
 @dataclass(frozen=True)
@@ -114,33 +141,24 @@ def save_matrices(path: Union[str, Path], matrices: Mapping[str, Cooccurrence]) 
 def load_matrices(path: Union[str, Path], concepts: Optional[Sequence[str]] = None) -> dict[str, Cooccurrence]:
     """Read a file written by :func:`save_matrices`; checks format, version and, if given, the vocabulary."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read co-occurrence file: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a co-occurrence file (format must be {FORMAT!r})")
-    if doc.get("version") != VERSION:
-        raise ValueError(f"{path}: co-occurrence file version {doc.get('version')!r}, this code reads {VERSION}")
-    vocab = tuple(doc.get("concepts") or ())
+    doc = read_model(path, CooccurrenceFile, ValueError, "co-occurrence file")
+    vocab = tuple(doc.concepts or ())
     if concepts is not None and tuple(concepts) != vocab:
         raise ValueError(f"{path}: concept vocabulary {list(vocab)} does not match the expected {list(concepts)}")
     k = len(vocab)
     out = {}
-    for name, m in (doc.get("matrices") or {}).items():
+    for name, m in (doc.matrices or {}).items():
+        where = f"{path}: {json_location(('matrices', name))}"
         try:
-            P = np.array(m["matrix"], dtype=float)
-            N = np.array(m["counts"], dtype=np.int64)
-            window, alpha = int(m["window"]), float(m["alpha"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: matrices -> {name}: malformed ({exc})") from None
+            P = np.array(m.matrix, dtype=float)
+            N = np.array(m.counts, dtype=np.int64)
+        except ValueError as exc:  # ragged rows
+            raise ValueError(f"{where}: malformed ({exc})") from None
         if P.shape != (k, k) or N.shape != (k, k):
-            raise ValueError(f"{path}: matrices -> {name}: expected shape ({k}, {k}), got {P.shape}")
+            raise ValueError(f"{where}: expected shape ({k}, {k}), got {P.shape}")
         if not np.all(np.isfinite(P)) or P.min() < 0 or not np.allclose(P.sum(axis=1), 1.0, atol=1e-6):
-            raise ValueError(f"{path}: matrices -> {name}: rows must be probability distributions")
-        out[name] = Cooccurrence(vocab, P, N, window, alpha)
+            raise ValueError(f"{where}: rows must be probability distributions")
+        out[name] = Cooccurrence(vocab, P, N, m.window, m.alpha)
     if not out:
         raise ValueError(f"{path}: holds no matrices")
     return out

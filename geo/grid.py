@@ -17,13 +17,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
 import shapely
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shapely.geometry import Polygon, box, shape
 from shapely.geometry.base import BaseGeometry
+
+from geo.jsonfile import read_model
 
 EARTH_RADIUS_M = 6_371_008.8
 MAX_CELLS = 4_000_000
@@ -83,6 +85,27 @@ class LocalProjection:
         return shapely.transform(geom, lambda c: np.column_stack(self.to_lonlat(c[:, 0], c[:, 1])))
 
 
+class GeoJSONFeature(BaseModel):
+    """A Feature of an area file: only its geometry is read (properties, id and bbox are ignored)."""
+
+    geometry: dict[str, Any]
+
+
+class GeoJSONArea(BaseModel):
+    """An area file: a FeatureCollection, a Feature or a bare geometry (whose other keys go to shapely)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    features: list[GeoJSONFeature] = Field(default_factory=list)
+    geometry: Optional[dict[str, Any]] = None
+
+    @model_validator(mode="after")
+    def _feature_has_geometry(self) -> "GeoJSONArea":
+        if self.type == "Feature" and self.geometry is None:
+            raise ValueError("a Feature needs a geometry")
+        return self
+
+
 def load_area(spec: str, base_dir: Path | None = None) -> BaseGeometry:
     """Read a polygon from WKT text or a GeoJSON file (Feature, FeatureCollection or geometry)."""
     text = spec.strip()
@@ -95,19 +118,17 @@ def load_area(spec: str, base_dir: Path | None = None) -> BaseGeometry:
         path = Path(text)
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
+        doc = read_model(path, GeoJSONArea, GridError, "GeoJSON file")
         try:
-            obj = json.loads(path.read_text())
-        except OSError as exc:
-            raise GridError(f"area: cannot read GeoJSON file {path}: {exc.strerror}") from None
-        except json.JSONDecodeError as exc:
-            raise GridError(f"area: {path} is not JSON: {exc}") from None
-        if obj.get("type") == "FeatureCollection":
-            geoms = [shape(f["geometry"]) for f in obj.get("features", [])]
-            geom = shapely.union_all(geoms) if geoms else Polygon()
-        elif obj.get("type") == "Feature":
-            geom = shape(obj["geometry"])
-        else:
-            geom = shape(obj)
+            if doc.type == "FeatureCollection":
+                geoms = [shape(f.geometry) for f in doc.features]
+                geom = shapely.union_all(geoms) if geoms else Polygon()
+            elif doc.type == "Feature":
+                geom = shape(doc.geometry)
+            else:
+                geom = shape({"type": doc.type, **(doc.model_extra or {})})
+        except (shapely.errors.ShapelyError, ValueError, TypeError, KeyError, IndexError) as exc:
+            raise GridError(f"{path}: not a GeoJSON geometry: {exc}") from None
     if geom.geom_type not in ("Polygon", "MultiPolygon"):
         raise GridError(f"area: expected a Polygon or MultiPolygon, got {geom.geom_type}")
     if geom.is_empty or not geom.is_valid:

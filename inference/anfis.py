@@ -36,12 +36,14 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+from pydantic import BaseModel, ValidationError, model_validator
 from skfuzzy import gaussmf
 from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
+from geo.jsonfile import check_tag, format_validation_error, read_model
 from inference.subclust import subtractive_clustering
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,50 @@ FORMAT = "imminence.anfis"
 VERSION = 1
 _MIN_SIGMA = 1e-3  # in scaled units; keeps MFs from collapsing during gradient descent
 _TINY = 1e-280  # below this total firing strength, normalise in the log domain
-_REQUIRED = ("format", "version", "input_names", "output_name", "x_min", "x_range", "centres", "sigmas",
-             "rules", "consequents")
 
 
 class ANFISError(ValueError):
     """Bad training data, bad input or an unusable model file."""
+
+
+class ANFISStructure(BaseModel):
+    """How the rule base was built: a grid of ``n_mfs`` or subtractive clustering with ``radii``."""
+
+    n_mfs: Union[int, list[int], None] = None
+    radii: Union[float, list[float], None] = None
+
+
+class ANFISTraining(BaseModel):
+    """What :meth:`ANFIS.fit` recorded (step and ridge are written but not read back)."""
+
+    history: Optional[dict[str, Any]] = None
+    best_epoch: Optional[int] = None
+    seconds: Optional[float] = None
+
+
+class ANFISFile(BaseModel):
+    """The model file written by :meth:`ANFIS.save`; unknown keys are ignored, format and version checked first."""
+
+    format: str
+    version: int
+    input_names: list[str]
+    output_name: str
+    x_min: list[float]
+    x_range: list[float]
+    centres: list[list[float]]
+    sigmas: list[list[float]]
+    rules: list[list[int]]
+    consequents: list[list[float]]
+    structure: Optional[ANFISStructure] = None
+    training: Optional[ANFISTraining] = None
+    meta: Optional[dict[str, Any]] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _format_first(cls, data: Any) -> Any:
+        check_tag(data, "format", FORMAT, "not an ANFIS model file (format {found!r}, expected {expected!r})")
+        return check_tag(data, "version", VERSION, "model format version {found!r} is not supported "
+                         "(this build reads version {expected}); retrain or convert the model")
 
 
 @dataclass
@@ -456,29 +496,27 @@ class ANFIS:
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "<dict>") -> "ANFIS":
-        if not isinstance(d, dict):
-            raise ANFISError(f"{source}: expected a JSON object, got {type(d).__name__}")
-        if d.get("format") != FORMAT:
-            raise ANFISError(f"{source}: not an ANFIS model file (format {d.get('format')!r}, expected {FORMAT!r})")
-        if d.get("version") != VERSION:
-            raise ANFISError(f"{source}: model format version {d.get('version')!r} is not supported "
-                             f"(this build reads version {VERSION}); retrain or convert the model")
-        missing = [k for k in _REQUIRED if k not in d]
-        if missing:
-            raise ANFISError(f"{source}: missing field(s) {', '.join(missing)}")
-        st = d.get("structure") or {}
-        radii = st.get("radii")
-        m = cls(radii=radii) if radii is not None else cls(n_mfs=st.get("n_mfs") or 2)
+        """A model from the dict :meth:`to_dict` made; ``source`` names it in error messages."""
         try:
-            m.input_names = [str(n) for n in d["input_names"]]
-            m.output_name = str(d["output_name"])
-            m.x_min = np.asarray(d["x_min"], dtype=float)
-            m.x_range = np.asarray(d["x_range"], dtype=float)
-            m.centres = [np.asarray(c, dtype=float) for c in d["centres"]]
-            m.sigmas = [np.asarray(s, dtype=float) for s in d["sigmas"]]
-            m.rule_mfs = np.asarray(d["rules"], dtype=int)
-            m.consequents = np.asarray(d["consequents"], dtype=float)
-        except (TypeError, ValueError) as exc:
+            spec = ANFISFile.model_validate(d)
+        except ValidationError as exc:
+            raise ANFISError(format_validation_error(source, exc)) from None
+        return cls._from_file(spec, source)
+
+    @classmethod
+    def _from_file(cls, d: ANFISFile, source: str) -> "ANFIS":
+        st = d.structure or ANFISStructure()
+        m = cls(radii=st.radii) if st.radii is not None else cls(n_mfs=st.n_mfs or 2)
+        m.input_names = list(d.input_names)
+        m.output_name = d.output_name
+        m.x_min = np.asarray(d.x_min, dtype=float)
+        m.x_range = np.asarray(d.x_range, dtype=float)
+        m.centres = [np.asarray(c, dtype=float) for c in d.centres]
+        m.sigmas = [np.asarray(s, dtype=float) for s in d.sigmas]
+        try:
+            m.rule_mfs = np.asarray(d.rules, dtype=int)
+            m.consequents = np.asarray(d.consequents, dtype=float)
+        except ValueError as exc:  # ragged rows
             raise ANFISError(f"{source}: malformed field: {exc}") from None
         dd = len(m.input_names)
         problems = []
@@ -499,22 +537,16 @@ class ANFIS:
             problems.append("ranges and MF widths must be positive")
         if problems:
             raise ANFISError(f"{source}: invalid model: {'; '.join(problems)}")
-        tr = d.get("training") or {}
-        m.history_ = tr.get("history") or {"train": [], "check": [], "step": []}
-        m.best_epoch_ = tr.get("best_epoch")
-        m.fit_seconds_ = tr.get("seconds")
-        m.meta = d.get("meta") or {}
+        tr = d.training or ANFISTraining()
+        m.history_ = tr.history or {"train": [], "check": [], "step": []}
+        m.best_epoch_ = tr.best_epoch
+        m.fit_seconds_ = tr.seconds
+        m.meta = d.meta or {}
         m._fitted = True
         return m
 
     @classmethod
     def load(cls, path: str | Path) -> "ANFIS":
         """Read a model written by :meth:`save`; a clear ANFISError for other versions or missing fields."""
-        p = Path(path)
-        try:
-            d = json.loads(p.read_text())
-        except OSError as exc:
-            raise ANFISError(f"{p}: cannot read model: {exc.strerror}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # e.g. a pickle: never unpickled
-            raise ANFISError(f"{p}: not JSON: {exc}") from None
-        return cls.from_dict(d, str(p))
+        spec = read_model(path, ANFISFile, ANFISError, "model")
+        return cls._from_file(spec, str(path))

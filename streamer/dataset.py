@@ -27,14 +27,14 @@ Paths in a manifest are resolved inside the dataset folder and may not escape it
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from geo.grid import GridConfig
+from geo.jsonfile import read_model
 from streamer.config import Position
 from streamer.schemas import CONCEPTS, CRIME_TYPES, UtcDatetime
 
@@ -128,24 +128,6 @@ def safe_path(root: Path, relative: str) -> Path:
     return full
 
 
-def _read_json(path: Path, model: type[BaseModel]) -> BaseModel:
-    try:
-        obj = json.loads(path.read_text())
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not JSON: {exc}") from None
-    except UnicodeDecodeError as exc:  # found by fuzzing: escaped as a bare ValueError
-        raise DatasetError(f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    except RecursionError:  # found by fuzzing: deeply nested JSON
-        raise DatasetError(f"{path}: not JSON we accept: nested too deeply") from None
-    try:
-        return model.model_validate(obj)
-    except ValidationError as exc:
-        errs = "; ".join(f"{' -> '.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        raise DatasetError(f"{path}: {errs}") from None
-
-
 class Dataset:
     """A validated dataset folder."""
 
@@ -153,7 +135,7 @@ class Dataset:
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: not a dataset folder")
-        self.manifest: DatasetManifest = _read_json(self.root / MANIFEST, DatasetManifest)  # type: ignore[assignment]
+        self.manifest = read_model(self.root / MANIFEST, DatasetManifest, DatasetError, "manifest")
         ids = [v.camera_id for v in self.manifest.videos]
         if len(set(ids)) != len(ids):
             raise DatasetError(f"{self.root / MANIFEST}: camera ids repeat: {ids}")
@@ -174,7 +156,7 @@ class Dataset:
     def ground_truth(self, entry: VideoEntry) -> Optional[GroundTruth]:
         if not entry.annotations:
             return None
-        return _read_json(safe_path(self.root, entry.annotations), GroundTruth)  # type: ignore[return-value]
+        return read_model(safe_path(self.root, entry.annotations), GroundTruth, DatasetError, "ground truth")
 
 
 def write_manifest(root: str | Path, manifest: DatasetManifest) -> Path:

@@ -71,7 +71,7 @@ def test_bad_ground_truth_names_file_and_field(tmp_path):
     truth = {"fps": 10, "clip_seconds": 2, "clips": [{"index": 0, "start_s": 0, "end_s": 2, "concept": "dancing",
                                                      "crimes": ["arson"]}]}
     ds = Dataset(_write(tmp_path, [_video(annotations="cam1.gt.json")], truth))
-    with pytest.raises(DatasetError, match=r"cam1\.gt\.json: clips -> 0 -> concept: .*dancing") as exc:
+    with pytest.raises(DatasetError, match=r"cam1\.gt\.json: clips\[0\]\.concept: .*dancing") as exc:
         ds.ground_truth(ds.videos[0])
     assert "arson" in str(exc.value)
 

@@ -24,14 +24,14 @@ it against scikit-learn's own ``predict_proba``).
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors.concepts.features import FEATURE_NAMES, FEATURE_VERSION
+from geo.jsonfile import check_tag, read_model
 
 FORMAT = "imminence.concept-classifiers/2"
 
@@ -78,8 +78,10 @@ class Trees(BaseModel):
 
 
 class ConceptModelFile(BaseModel):
+    """The concept model file: unknown keys are refused; the format tag is checked before anything else."""
+
     model_config = ConfigDict(extra="forbid")
-    format: str = FORMAT
+    format: str
     feature_version: str
     feature_names: list[str]
     concepts: list[str] = Field(min_length=2)
@@ -102,6 +104,12 @@ class ConceptModelFile(BaseModel):
         if set(self.ranges) != set(self.feature_names) or any(len(v) != 2 for v in self.ranges.values()):
             raise ValueError("ranges must give [lo, hi] for every feature")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _format_first(cls, data: Any) -> Any:
+        return check_tag(data, "format", FORMAT, "concept model format {found!r}; this code reads {expected!r}: "
+                         "retrain with `imminence concepts train`")
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -208,23 +216,7 @@ class ConceptModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "ConceptModel":
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConceptModelError(f"concept model {str(path)!r}: cannot read: {exc.strerror}") from None
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConceptModelError(f"concept model {str(path)!r}: not JSON: {exc}") from None
-        if isinstance(obj, dict) and obj.get("format") != FORMAT:
-            raise ConceptModelError(f"concept model {str(path)!r}: format {obj.get('format')!r}; this code reads "
-                                    f"{FORMAT!r}: retrain with `imminence concepts train`")
-        try:
-            spec = ConceptModelFile.model_validate(obj)
-        except ValidationError as exc:
-            errs = "; ".join(f"{' -> '.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-            raise ConceptModelError(f"concept model {str(path)!r}: {errs}") from None
+        spec = read_model(path, ConceptModelFile, ConceptModelError, "concept model")
         try:
             return cls(spec)
         except ConceptModelError as exc:
@@ -295,7 +287,7 @@ def train_concept_model(X: np.ndarray, labels: Sequence[str], concepts: Sequence
     lo, hi = np.percentile(X, 1, axis=0), np.percentile(X, 99, axis=0)
     digest = hashlib.sha256(np.ascontiguousarray(X).tobytes() + "|".join(labels).encode()).hexdigest()[:12]
     spec = ConceptModelFile(
-        feature_version=FEATURE_VERSION, feature_names=list(FEATURE_NAMES), concepts=list(concepts),
+        format=FORMAT, feature_version=FEATURE_VERSION, feature_names=list(FEATURE_NAMES), concepts=list(concepts),
         classes=classes, positives={c: counts.get(c, 0) for c in concepts}, baseline=base, trees=trees,
         analysis=AnalysisSpec.model_validate(analysis),
         ranges={n: [float(a), float(b)] for n, a, b in zip(FEATURE_NAMES, lo, hi)},

@@ -15,14 +15,33 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from geo.grid import Grid
+from geo.jsonfile import check_tag, read_model
 
 SCHEMA = "imminence.forecast/1"
 
 
 class ForecastFileError(ValueError):
     """A forecast file that is missing, malformed or for another grid."""
+
+
+class ForecastFile(BaseModel):
+    """The JSON forecast file; unknown keys (``created_at``) are ignored, the schema tag is checked first."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    schema_: str = Field(alias="schema")
+    grid_id: str
+    date: str
+    version: str = ""
+    targets: list[str]
+    cells: dict[str, dict[str, float]] = Field(description="crime type -> {cell id: P(hotspot)}, sparse")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_first(cls, data: object) -> object:
+        return check_tag(data, "schema", SCHEMA, "not a forecast file (schema {found!r}, expected {expected!r})")
 
 
 @dataclass
@@ -54,24 +73,22 @@ def write(fc: DayForecast, grid: Grid, path: str | Path, ndigits: int = 4) -> Pa
 
 def read(path: str | Path, grid: Grid) -> DayForecast:
     path = Path(path)
+    if not path.exists():
+        raise ForecastFileError(f"{path}: no such forecast file")
     try:
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 fc = DayForecast(str(z["grid_id"]), str(z["date"]), tuple(str(t) for t in z["targets"]),
                                  np.asarray(z["probs"], dtype=float), str(z["version"]))
         else:
-            obj = json.loads(path.read_text())
-            if obj.get("schema") != SCHEMA:
-                raise ForecastFileError(f"{path}: not a forecast file (schema {obj.get('schema')!r}, expected {SCHEMA!r})")
-            targets = tuple(obj["targets"])
-            probs = np.stack([grid.dict_to_values(obj["cells"].get(t, {})) for t in targets]) if targets \
+            doc = read_model(path, ForecastFile, ForecastFileError, "forecast file")
+            targets = tuple(doc.targets)
+            probs = np.stack([grid.dict_to_values(doc.cells.get(t, {})) for t in targets]) if targets \
                 else np.zeros((0,) + grid.shape)
-            fc = DayForecast(obj["grid_id"], obj["date"], targets, probs, obj.get("version", ""))
-    except FileNotFoundError:
-        raise ForecastFileError(f"{path}: no such forecast file") from None
+            fc = DayForecast(doc.grid_id, doc.date, targets, probs, doc.version)
+    except ForecastFileError:
+        raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        if isinstance(exc, ForecastFileError):
-            raise
         raise ForecastFileError(f"{path}: unreadable forecast file ({exc})") from None
     if fc.grid_id != grid.grid_id:
         raise ForecastFileError(f"{path}: forecast is for grid {fc.grid_id}, the map's grid is {grid.grid_id}")
