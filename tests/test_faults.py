@@ -10,7 +10,8 @@ Scenarios: broker killed (-9) and restarted on S3 storage while a replay
 publishes; a replay killed mid-clip and restarted; a worker killed under the
 supervisor; a scoring instance killed during a rebalance; garbage, wrong schemas,
 huge, out-of-order and duplicate records; a network (RTSP) source dropped and
-restored; the outbox limit filled while the broker is away.
+restored; the outbox limit filled while the broker is away; one camera's clock
+jumping backwards (while its worker runs, and across restarts).
 """
 from __future__ import annotations
 
