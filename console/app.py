@@ -14,7 +14,7 @@ import json
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -30,6 +30,24 @@ from streamer.schemas import CONCEPTS
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+
+
+class FieldError(BaseModel):
+    """One invalid request field, as FastAPI reports it."""
+
+    loc: list[Union[str, int]]
+    msg: str
+    type: str
+
+
+class ErrorDetail(BaseModel):
+    """An error: a sentence (the console's own checks) or FastAPI's list of invalid fields."""
+
+    detail: Union[str, list[FieldError]]
+
+
+#: routes whose own checks answer 422 with a sentence, besides FastAPI's field list: declared as either
+INVALID = {422: {"model": ErrorDetail, "description": "Invalid request: a sentence, or the invalid fields"}}
 
 
 class LoginBody(BaseModel):
@@ -192,7 +210,7 @@ def create_app(cfg: WebConfig, source: ConsoleState, *,
     def grid(p: Principal = Depends(principal)) -> dict:
         return grid_geometry(state)
 
-    @app.get("/api/map", tags=["data"], summary="Latest snapshot layer: values and classes per cell")
+    @app.get("/api/map", tags=["data"], summary="Latest snapshot layer: values and classes per cell", responses=INVALID)
     def map_layer(crime: str = Query("all"), layer: str = Query("merged"),
                   p: Principal = Depends(principal)) -> dict:
         if crime not in CRIMES:
@@ -205,7 +223,7 @@ def create_app(cfg: WebConfig, source: ConsoleState, *,
     def cell(cell_id: str, p: Principal = Depends(principal)) -> dict:
         return state.cell_detail(known_cell(cell_id))
 
-    @app.get("/api/events", tags=["data"], summary="Newest indicator events, filterable")
+    @app.get("/api/events", tags=["data"], summary="Newest indicator events, filterable", responses=INVALID)
     def events(camera: Optional[str] = None, concept: Optional[str] = None, cell: Optional[str] = None,
                limit: int = Query(100, ge=1, le=1000), p: Principal = Depends(principal)) -> list[dict]:
         if concept and concept not in CONCEPTS:
@@ -258,7 +276,7 @@ def create_app(cfg: WebConfig, source: ConsoleState, *,
         return StreamingResponse(gen(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    @app.post("/api/uploads", tags=["uploads"], summary="Analyse a short video or an image (operators)")
+    @app.post("/api/uploads", tags=["uploads"], summary="Analyse a short video or an image (operators)", responses=INVALID)
     def upload(request: Request, file: UploadFile = File(...), p: Principal = Depends(operator)) -> dict:
         from console.uploads import UploadError, analyse_upload
 

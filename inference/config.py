@@ -25,6 +25,8 @@ class ScoringConfig(_Strict):
     window_s: float = Field(default=60.0, gt=0, description="event-time window length")
     slide_s: float = Field(default=60.0, gt=0, description="window slide")
     allowed_lateness_s: float = Field(default=120.0, ge=0)
+    source_idle_s: float = Field(default=60.0, gt=0, description="a camera silent this long (processing time) no "
+                                 "longer holds the watermark back")
     max_future_s: float = Field(default=300.0, ge=0, description="events stamped further ahead of the wall clock are skipped")
     threshold: float = Field(default=5.0, description="imminence above which a crime is flagged imminent")
     group: str = "imminence-score"

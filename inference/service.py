@@ -40,9 +40,10 @@ Delivery, restarts and duplicates:
   published, the producer flushed, offsets committed, then the service exits.
 
 Skips are counted (``stats()`` and Prometheus counters) and logged at most once
-per ``_LOG_EVERY_S`` per reason: events with no cell or a cell outside the
+per ``_LOG_EVERY_S`` per reason and camera: events with no cell or a cell outside the
 grid, events of cameras not configured (when ``scoring.known_cameras_only``), events stamped more than ``max_future_s`` ahead of the wall clock, and
-events whose windows are closed (too late).  Malformed messages never get
+events whose windows are closed (too late; also counted per camera in
+``imminence_scoring_too_late_total``).  Malformed messages never get
 here: the bus dead-letters them to ``imminence.dlq``.
 """
 from __future__ import annotations
@@ -70,6 +71,8 @@ EVENTS = Counter("imminence_scoring_events_total", "Indicator events read by the
                  ["outcome"])
 CELLS_PUBLISHED = Counter("imminence_scoring_cells_published_total", "CellImminence messages published")
 OPEN_WINDOWS = Gauge("imminence_scoring_open_windows", "(cell, window) aggregates held in memory")
+TOO_LATE = Counter("imminence_scoring_too_late_total",
+                   "Events not counted because every window of theirs had closed, by camera", ["camera"])
 LAG = Histogram("imminence_scoring_lag_seconds", "Event publication to cell update publication",
                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
 
@@ -107,7 +110,9 @@ class ScoringService:
         self.topic_out = topic_out
         self.clock = clock
         self.client_id = client_id
-        self.agg = WindowAggregator(self.cfg.window_s, self.cfg.slide_s, self.cfg.allowed_lateness_s)
+        self.agg = WindowAggregator(self.cfg.window_s, self.cfg.slide_s, self.cfg.allowed_lateness_s,
+                                    self.cfg.source_idle_s)
+        self._too_late_by_camera: dict[str, int] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()  # bounded memory of ids, to count duplicates
         self._stop = threading.Event()
         self._sub: Optional[Subscription] = None
@@ -233,8 +238,9 @@ class ScoringService:
         self._counters[outcome].inc()
         if msg is not None:
             now = time.monotonic()
-            if now - self._last_log.get(outcome, -1e9) >= _LOG_EVERY_S:
-                self._last_log[outcome] = now
+            key = f"{outcome}|{ev.camera_id}" if ev else outcome  # per camera: one camera never hides another
+            if now - self._last_log.get(key, -1e9) >= _LOG_EVERY_S:
+                self._last_log[key] = now
                 extra = {"camera": ev.camera_id, "cell": ev.cell_id, "event_id": ev.event_id} if ev else None
                 log.warning(msg + " (%d so far)", *args, self._counts[outcome], extra=extra)
 
@@ -280,9 +286,13 @@ class ScoringService:
                 self._count("duplicate")
             elif outcome is Outcome.TOO_LATE:
                 clock = clock_of(ev.replay)
-                self._count("too_late", "skipped event %s of camera %s at %s: its windows closed (%s watermark %s)",
+                self._too_late_by_camera[ev.camera_id] = self._too_late_by_camera.get(ev.camera_id, 0) + 1
+                TOO_LATE.labels(ev.camera_id).inc()
+                self._count("too_late", "skipped event %s of camera %s at %s: its windows closed (%s watermark %s; "
+                            "this camera's latest clip starts %s: a clock stepped back shows as a gap)",
                             ev.event_id, ev.camera_id, ev.clip_start.isoformat(), clock,
-                            _iso(self.agg.watermarks[clock]).isoformat(), ev=ev)
+                            _iso(self.agg.watermarks[clock]).isoformat(),
+                            _iso(self.agg.source_watermark(ev.camera_id, clock)).isoformat(), ev=ev)
             else:
                 self._count(outcome.value)
 
@@ -351,7 +361,8 @@ class ScoringService:
     # -- introspection ------------------------------------------------------------------------
     def stats(self) -> dict:
         """Counters of this instance: events by outcome, cells published, windows, commits."""
-        return {"events": dict(self._counts), "cells_published": self._published,
+        return {"events": dict(self._counts), "too_late_by_camera": dict(self._too_late_by_camera),
+                "cells_published": self._published,
                 "open_windows": len(self.agg.windows), "restored_windows": self._restored,
                 "merges": dict(self._merges),
                 "commits": self._commits,

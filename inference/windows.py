@@ -2,10 +2,17 @@
 
 Windows are ``window_s`` long and start every ``slide_s`` seconds, aligned to the
 Unix epoch (tumbling when the two are equal); an event at time t belongs to
-every window with ``start <= t < start + window_s``.  The watermark is the
-largest event time seen, kept per clock: one for live events and one for
-replayed recordings (``IndicatorEvent.replay``), whose times are months
-behind the live ones when both run at once.  A window is *open* until the
+every window with ``start <= t < start + window_s``.  Watermarks are kept per
+clock: one for live events and one for replayed recordings
+(``IndicatorEvent.replay``), whose times are months behind the live ones when
+both run at once.  Within a clock each source (camera) has its own watermark,
+the largest event time it sent, and the clock's watermark is the smallest
+of those of the sources that advanced theirs in the last ``source_idle_s``
+(processing time), never moving backwards (as Flink combines per-partition watermarks).  So
+a consumer reading one camera's partition ahead of another's (catching up a
+backlog) does not make the other camera's events too late, a camera whose
+clock steps back cannot pull the watermark back, and a camera gone quiet stops
+holding windows open after ``source_idle_s``.  A window is *open* until the
 watermark of every clock that counted an event in it passes ``end +
 allowed_lateness_s``: a late event (its window already ended) still updates an
 open window, which is then published again as a new revision.  An event whose
@@ -88,14 +95,37 @@ class WindowState:
 class WindowAggregator:
     """Per-(cell, window) aggregates of indicator events."""
 
-    def __init__(self, window_s: float, slide_s: float, allowed_lateness_s: float) -> None:
+    def __init__(self, window_s: float, slide_s: float, allowed_lateness_s: float,
+                 source_idle_s: float = 60.0) -> None:
         if window_s <= 0 or slide_s <= 0 or slide_s > window_s:
             raise ValueError(f"need 0 < slide_s <= window_s, got window_s={window_s}, slide_s={slide_s}")
         self.window_s = float(window_s)
         self.slide_s = float(slide_s)
         self.lateness = float(allowed_lateness_s)
-        self.watermarks: dict[str, float] = {}  # per clock (LIVE, REPLAY): the largest event time seen
+        self.source_idle_s = float(source_idle_s)
+        self.watermarks: dict[str, float] = {}  # per clock (LIVE, REPLAY): min over active sources, monotone
+        # per clock, per source: [largest event time it sent, processing time it was last heard from]
+        self.source_marks: dict[str, dict[str, list[float]]] = {}
         self.windows: dict[tuple[str, float], WindowState] = {}
+
+    def _advance(self, clock: str, source: str, t: float, now: float) -> None:
+        """Note event time ``t`` of ``source``; move the clock's watermark to the min over active sources."""
+        marks = self.source_marks.setdefault(clock, {})
+        m = marks.get(source)
+        if m is None:
+            marks[source] = [t, now]
+        elif t >= m[0]:
+            m[0], m[1] = t, max(m[1], now)
+        # else: a source's clock stepped back: its watermark stays, and it stops holding the others back once
+        # it has not advanced for source_idle_s
+        horizon = now - self.source_idle_s
+        low = min((m[0] for m in marks.values() if m[1] >= horizon), default=t)
+        self.watermarks[clock] = max(self.watermarks.get(clock, -math.inf), low)
+
+    def source_watermark(self, source: str, clock: str = LIVE) -> float:
+        """The largest event time ``source`` sent on ``clock`` (-inf before its first event)."""
+        m = self.source_marks.get(clock, {}).get(source)
+        return m[0] if m is not None else -math.inf
 
     @property
     def watermark(self) -> float:
@@ -145,7 +175,7 @@ class WindowAggregator:
                 w.publish_times.append(published_at)
             counted = True
             late = late or w.end <= mark
-        self.watermarks[clock] = max(mark, t)
+        self._advance(clock, camera_id, t, now)
         if not open_any:
             return Outcome.TOO_LATE
         if not counted:

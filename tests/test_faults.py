@@ -10,7 +10,8 @@ Scenarios: broker killed (-9) and restarted on S3 storage while a replay
 publishes; a replay killed mid-clip and restarted; a worker killed under the
 supervisor; a scoring instance killed during a rebalance; garbage, wrong schemas,
 huge, out-of-order and duplicate records; a network (RTSP) source dropped and
-restored; the outbox limit filled while the broker is away.
+restored; the outbox limit filled while the broker is away; one camera's clock
+jumping backwards (while its worker runs, and across restarts).
 """
 from __future__ import annotations
 
@@ -672,3 +673,171 @@ def test_scorer_killed_9_mid_window_gives_the_outputs_of_an_uninterrupted_run(ka
     table("scorer kill -9 mid-window against an uninterrupted run (same input)", table_rows)
     assert not differ, [(k, runs["uninterrupted"].get(k), runs["killed"].get(k)) for k in differ[:3]]
     assert len(runs["killed"]) >= 4
+
+
+# -- one camera's clock jumping backwards (issue 12) ---------------------------------------------------
+class _SteppingClock:
+    """Frames of a camera whose host wall clock is stepped back (an NTP correction) at stream time ``step_at``.
+
+    Stream time (``Frame.t``) is the source's own, monotonic time; ``Frame.wall`` is what the host's clock
+    said at decode: it jumps back by ``step_s`` at ``step_at``.  Not live: the worker reads it as fast as it can.
+    """
+
+    def __init__(self, wall0: datetime, seconds: float, fps: float, step_at: float = float("inf"),
+                 step_s: float = 0.0) -> None:
+        import numpy as np
+
+        from streamer.sources import Frame, Source
+
+        class _Src(Source):
+            def __init__(s) -> None:  # noqa: N805
+                super().__init__("stepping-clock")
+                s.i = 0
+                s.img = np.zeros((8, 8, 3), np.uint8)
+
+            @property
+            def native_fps(s) -> float:  # noqa: N805
+                return fps
+
+            def read(s, timeout: float = 1.0):  # noqa: N805
+                t = s.i / fps
+                if t >= seconds:
+                    s.finished = True
+                    return None
+                wall = wall0 + timedelta(seconds=t - (step_s if t >= step_at else 0.0))
+                s.i += 1
+                s.frames_read += 1
+                s.state = "online"
+                return Frame(s.img, s.i - 1, t, wall, time.monotonic())
+
+        self.source = _Src()
+
+
+class _StubAnalyzer:
+    """Stands in for the detectors: every clip gets the concept 'loitering' (the clock is what is under test)."""
+
+    def __init__(self) -> None:
+        self.frames_analysed = 0
+        self.last_features = None
+        self._frames = 0
+
+    def process(self, image, index: int, t: float) -> None:
+        self.frames_analysed += 1
+        self._frames += 1
+
+    def end_clip(self, index: int):
+        from detectors.types import ClipAnalysis, ConceptLabel
+
+        n, self._frames = self._frames, 0
+        return ClipAnalysis(frames=n, concept=ConceptLabel("loitering", 0.9, {"loitering": 0.9}, "argmax"))
+
+
+def _worker_events(camera_id: str, cell_lonlat: tuple[float, float], wall0: datetime, seconds: float, *,
+                   step_at: float = float("inf"), step_s: float = 0.0) -> list:
+    """Run the real CameraWorker over a stepping clock (one incarnation of the camera's worker); its events."""
+    from detectors.config import DetectorsConfig
+    from streamer.bus import InMemoryBus
+    from streamer.config import CameraConfig, Position
+    from streamer.schemas import TOPIC_INDICATORS
+    from streamer.worker import CameraWorker
+    from test_observability import _grid
+
+    cam = CameraConfig(id=camera_id, source="stepping-clock", position=Position(lon=cell_lonlat[0],
+                       lat=cell_lonlat[1]), fps=2, clip_seconds=2)
+    bus = InMemoryBus()
+    w = CameraWorker(cam, DetectorsConfig(), bus, _grid(), source=_SteppingClock(wall0, seconds, 2, step_at,
+                     step_s).source, analyzer=_StubAnalyzer())
+    w.run()
+    return sorted(bus.records(TOPIC_INDICATORS), key=lambda e: e.clip_index)
+
+
+def test_one_cameras_clock_jumping_backwards_loses_and_doubles_nothing(kafka_bootstrap, unique_name, tmp_path,
+                                                                      procs) -> None:
+    """Camera cam-j's host clock steps back while its worker runs, then its worker restarts twice on a clock
+    behind: 90 s (within the lateness) and 10 min (behind windows already closed).  Beside it cam-a keeps
+    time.  End to end through the real broker and a real scorer: every event whose window is open is counted
+    exactly once (late ones too), producer retries are not counted again, the watermark never moves back,
+    and the events behind closed windows are counted as too late per camera and logged naming the camera."""
+    from streamer.kafka_bus import KafkaBus
+    from streamer.schemas import TOPIC_INDICATORS
+    from test_observability import _grid
+
+    ns = unique_name
+    cfg = _score_config(tmp_path, kafka_bootstrap, ns, allowed_lateness_s=60, window_s=60, slide_s=60,
+                        source_idle_s=3)
+    grid = _grid()
+    lonlat_a, lonlat_j = ((c.x, c.y) for c in (grid.cell_polygon(grid.cell_id(r, r + 1), lonlat=True).centroid
+                                               for r in (2, 5)))
+    base = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=20)
+    # cam-j's first worker: 240 s of stream; at stream time 120 s its host clock steps back 10 min.  Clips
+    # are stamped from the stream's own time (origin = wall clock at the first frame), so nothing moves.
+    j1 = _worker_events("cam-j", lonlat_j, base, 240, step_at=120, step_s=600)
+    assert [e.clip_start for e in j1] == [base + timedelta(seconds=2 * k) for k in range(120)]
+    assert max(e.captured_at for e in j1) < base + timedelta(seconds=120)  # the frames saw the step
+    # cam-j restarted (camera reboot) on a clock 90 s behind: stamped in windows ended but not closed
+    j2 = _worker_events("cam-j", lonlat_j, base + timedelta(seconds=150), 20)
+    # ... and again on a clock 10 min behind: stamped in windows closed long ago
+    j3 = _worker_events("cam-j", lonlat_j, base - timedelta(seconds=360), 20)
+    a1 = _worker_events("cam-a", lonlat_a, base, 240)
+    a2 = _worker_events("cam-a", lonlat_a, base + timedelta(seconds=240), 60)
+    stale_a = _worker_events("cam-a", lonlat_a, base - timedelta(seconds=300), 2)  # one clip resent from an outbox
+    ids = [e.event_id for e in j1 + j2 + j3 + a1 + a2 + stale_a]
+    assert len(ids) == len(set(ids)) == 120 + 10 + 10 + 120 + 30 + 1  # restarts never reuse an event id
+    retries = j1[:5] + j1[-5:]  # producer retries of cam-j's first worker (old and still-open windows)
+
+    score = Proc(["score", "--config", str(cfg)], tmp_path / "score.log")
+    procs.append(score)
+    score.url()
+    bus = KafkaBus(kafka_bootstrap, namespace=ns)
+    read = 0
+    watermarks = []
+
+    def phase(events: list) -> str:
+        nonlocal read
+        for e in events:
+            bus.publish(TOPIC_INDICATORS, e)
+        assert bus.flush(20)
+        read += len(events)
+        body = scrape_until(score, "imminence_scoring_events_total", read, timeout=60, outcome="in")
+        watermarks.append(json.loads(http_get(score.url() + "/healthz")[1])["scoring"]["watermarks"]["live"])
+        return body
+
+    for m in range(4):  # both cameras in step, a minute at a time: watermark base+238 s
+        phase(a1[30 * m:30 * (m + 1)] + j1[30 * m:30 * (m + 1)])
+    phase(j2)  # 90 s behind: late, counted
+    phase(stale_a)  # another camera's too-late event first (the per-camera log line must still name cam-j)
+    phase(j3 + retries)  # 10 min behind: too late; retries: duplicates
+    time.sleep(3.5)  # cam-j's clock, 10 min behind, has not advanced its watermark for source_idle_s
+    body = phase(a2)  # cam-a carries on: counted; cam-j no longer holds the watermark back
+    bus.close()
+
+    expected = {e.event_id for e in a1 + a2 + j1 + j2}
+    cells = read_topic(kafka_bootstrap, ns, "imminence.cells", lambda ms: set(counted_ids(ms)) >= expected,
+                       timeout=60, what="every event of an open window counted")
+    time.sleep(1.0)  # anything still coming would show a double count
+    cells = read_topic(kafka_bootstrap, ns, "imminence.cells", lambda ms: set(counted_ids(ms)) >= expected,
+                       timeout=30)
+    counts = counted_ids(cells)
+    outcome = {k: metric(body, "imminence_scoring_events_total", outcome=k) or 0
+               for k in ("added", "late", "duplicate", "too_late")}
+    too_late = {c: metric(body, "imminence_scoring_too_late_total", camera=c) for c in ("cam-a", "cam-j")}
+    lines = [ln for ln in json_lines(score.text()) if "windows closed" in ln.get("msg", "")]
+    named = {ln.get("camera") for ln in lines}
+    table("one camera's clock jumping backwards (10 min while running, restarts 90 s and 10 min behind)", {
+        "events published (distinct) / retries": f"{len(ids)} / {len(retries)}",
+        "counted once / twice+": f"{sum(1 for n in counts.values() if n == 1)} / "
+                                 f"{sum(1 for n in counts.values() if n > 1)}",
+        "expected counted (open windows)": len(expected), "missing": len(expected - set(counts)),
+        **{f"outcome {k}": v for k, v in outcome.items()},
+        "too late by camera (metric)": too_late, "'windows closed' log lines naming": sorted(map(str, named)),
+        "live watermark after each phase": " -> ".join(w[11:19] for w in watermarks)})
+    assert set(counts) == expected and all(n == 1 for n in counts.values())
+    assert not {e.event_id for e in j3 + stale_a} & set(counts)
+    assert outcome["added"] + outcome["late"] == len(expected)
+    assert outcome["late"] == len(j2) and outcome["duplicate"] == len(retries)
+    assert outcome["too_late"] == len(j3) + len(stale_a)
+    assert too_late == {"cam-a": 1, "cam-j": len(j3)}
+    assert {"cam-a", "cam-j"} <= named and all(ln["level"] == "WARNING" for ln in lines)
+    assert watermarks == sorted(watermarks)  # never backwards
+    assert watermarks[3] == watermarks[-2] == (base + timedelta(seconds=238)).isoformat()
+    assert watermarks[-1] == (base + timedelta(seconds=298)).isoformat()

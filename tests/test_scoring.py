@@ -359,3 +359,36 @@ def test_two_instances_with_rebalance_converge_on_exact_counts(models) -> None:
         assert m.concept_counts == {k: 30 for k in concepts}
         assert len(m.cameras) == 3
     assert b.stats()["merges"].get("merged", 0) + a.stats()["merges"].get("merged", 0) > 0
+
+
+def test_watermark_is_the_min_of_active_cameras_and_never_moves_back() -> None:
+    """Per-camera watermarks: one camera's partition read ahead of another's does not make the other's events
+    too late; a camera whose clock steps back neither moves the watermark back nor holds it once idle."""
+    agg = WindowAggregator(60, 60, 60, source_idle_s=30)
+    assert agg.add("a0", "c1", 0.0, "x", "cam-a", now=0) is Outcome.ADDED
+    for i in range(150):  # cam-j's backlog read first: 5 minutes ahead
+        assert agg.add(f"j{i}", "c2", 2.0 * i, "x", "cam-j", now=1) is Outcome.ADDED
+    assert agg.watermark == 0.0  # held by cam-a
+    for i in range(1, 150):  # cam-a's, read later: none too late (a global max would drop most of them)
+        assert agg.add(f"a{i}", "c1", 2.0 * i, "x", "cam-a", now=2) is not Outcome.TOO_LATE
+    assert agg.watermark == 298.0
+    # cam-j's clock steps back 10 minutes: too late, and neither its nor the clock's watermark moves back
+    assert agg.add("j-back", "c2", 298.0 - 600, "x", "cam-j", now=3) is Outcome.TOO_LATE
+    assert agg.source_watermark("cam-j") == 298.0 and agg.watermark == 298.0
+    # cam-a carries on; cam-j, not advancing, stops holding the watermark after source_idle_s
+    agg.add("a-next", "c1", 400.0, "x", "cam-a", now=10)
+    assert agg.watermark == 298.0
+    agg.add("a-later", "c1", 402.0, "x", "cam-a", now=40)
+    assert agg.watermark == 402.0
+
+
+def test_too_late_events_are_counted_and_logged_per_camera(models, caplog) -> None:
+    """Two cameras too late within the log's rate limit: both are named, each has its own count."""
+    svc = ScoringService(InMemoryBus(), models, cfg(allowed_lateness_s=0), cells=CELLS,
+                         clock=lambda: T0.timestamp() + 3600)
+    evs = [ev(0, camera="cam-a", seconds=600), ev(1, camera="cam-a", seconds=0), ev(0, camera="cam-j", seconds=0)]
+    with caplog.at_level("WARNING", logger="inference.service"):
+        svc.process([Received(TOPIC_INDICATORS, 0, i, e.camera_id, e, None) for i, e in enumerate(evs)])
+    assert svc.stats()["too_late_by_camera"] == {"cam-a": 1, "cam-j": 1}
+    named = {getattr(r, "camera", None) for r in caplog.records if "windows closed" in r.getMessage()}
+    assert named == {"cam-a", "cam-j"}
