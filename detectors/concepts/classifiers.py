@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from detectors.concepts.features import FEATURE_NAMES, FEATURE_VERSION
+from geo.vocabulary import VocabularyError, check_concepts
 
 FORMAT = "imminence.concept-classifiers/2"
 
@@ -225,6 +226,10 @@ class ConceptModel:
         except ValidationError as exc:
             errs = "; ".join(f"{' -> '.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
             raise ConceptModelError(f"concept model {str(path)!r}: {errs}") from None
+        try:  # the file stores its own concept names: they must be the vocabulary's
+            check_concepts(spec.concepts, f"concept model {str(path)!r}")
+        except VocabularyError as exc:
+            raise ConceptModelError(str(exc)) from None
         try:
             return cls(spec)
         except ConceptModelError as exc:
