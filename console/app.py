@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from console.auth import COOKIE, Authenticator, Principal
 from console.config import WebConfig
 from console.state import CRIMES, LAYERS, ConsoleState
-from streamer.schemas import CONCEPTS
+from geo.vocabulary import CONCEPT_MEANINGS, CONCEPTS, CRIME_COLOURS
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -197,7 +197,9 @@ def create_app(cfg: WebConfig, source: ConsoleState, *,
     # -- data -----------------------------------------------------------------------------
     @app.get("/api/config", tags=["data"], summary="What the page needs to draw: crimes, layers, concepts, tiles")
     def page_config(p: Principal = Depends(principal)) -> dict:
+        # the vocabularies (geo.vocabulary): the page declares none of its own
         return {"crimes": list(CRIMES), "layers": list(LAYERS), "concepts": list(CONCEPTS),
+                "crime_colours": dict(CRIME_COLOURS), "concept_meanings": dict(CONCEPT_MEANINGS),
                 "tile_url": cfg.tile_url, "tile_attribution": cfg.tile_attribution,
                 "can_upload": p.can("operator"), "upload_max_mb": cfg.upload_max_mb,
                 "upload_max_seconds": cfg.upload_max_seconds, "history_hours": cfg.history_hours}

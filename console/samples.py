@@ -12,8 +12,9 @@ from typing import Optional
 import numpy as np
 
 from geo.grid import Grid, GridConfig
-from streamer.schemas import (CONCEPTS, CRIME_TYPES, CameraStatus, CellImminence, ConceptResult, DetectionSummary,
-                              GridInfo, IndicatorEvent, MapLayer, MapSnapshot, RuleFiring, TopCell)
+from geo.vocabulary import CONCEPTS, CRIME_TYPES
+from streamer.schemas import (CameraStatus, CellImminence, ConceptResult, DetectionSummary, GridInfo, IndicatorEvent,
+                              MapLayer, MapSnapshot, RuleFiring, TopCell)
 from console.state import sd_classes
 
 

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 
 from console.config import WebConfig
 from geo.grid import Grid
+from geo.vocabulary import CRIME_TYPES
 from streamer import schemas
 from streamer.bus import Bus, Subscription
 from streamer.schemas import CameraStatus, CellImminence, IndicatorEvent, MapSnapshot
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 CONSOLE_TOPICS = (schemas.TOPIC_MAPS, schemas.TOPIC_CELLS, schemas.TOPIC_INDICATORS, schemas.TOPIC_CAMERAS)
 LAYERS = ("merged", "live", "forecast")
-CRIMES = tuple(schemas.CRIME_TYPES) + ("all",)
+CRIMES = tuple(CRIME_TYPES) + ("all",)
 Listener = Callable[[str, dict], None]
 
 

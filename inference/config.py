@@ -2,8 +2,10 @@
 
 ``ScoringConfig`` is the ``scoring:`` section of the root configuration.
 ``CrimeModelsConfig`` is the layout of ``configs/crime_models.yaml``: which
-indicator concepts feed each crime type's ANFIS, how the imminence target is
-derived from staged crimes, and the training settings.  Both forbid unknown keys.
+indicator concepts feed each crime type's ANFIS (default: the study's table,
+``geo.vocabulary.CRIME_CONCEPTS``; a ``crimes:`` section overrides it), how the
+imminence target is derived from staged crimes, and the training settings.  Both
+forbid unknown keys.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from streamer.schemas import CONCEPTS, CRIME_TYPES
+from geo.vocabulary import CONCEPTS, CRIME_TYPES, crime_concepts
 
 
 class _Strict(BaseModel):
@@ -87,7 +89,9 @@ class CrimeModelsConfig(_Strict):
     timezone: str = Field(default="UTC", description="IANA time zone of the hour input (the study's hour is local time)")
     rate_per_hours: float = Field(default=24.0, gt=0, description="the crime-rate input counts staged crimes per this many hours")
     target: TargetConfig = Field(default_factory=TargetConfig)
-    crimes: dict[str, CrimeInputs]
+    crimes: dict[str, CrimeInputs] = Field(
+        default_factory=lambda: {crime: CrimeInputs(concepts=inputs) for crime, inputs in crime_concepts().items()},
+        description="crime type -> its indicator inputs; default: the study's table (geo.vocabulary.CRIME_CONCEPTS)")
     rates: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="crime type -> cell id (or 'default') -> rate; overrides rates learnt from the data")
 

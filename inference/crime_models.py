@@ -45,7 +45,7 @@ import numpy as np
 from inference.anfis import ANFIS, ANFISError
 from inference.config import CrimeModelsConfig
 from inference.windows import window_starts
-from streamer.schemas import CONCEPTS, CRIME_TYPES
+from geo.vocabulary import CONCEPTS, CRIME_TYPES, VocabularyError, check_concepts, check_crime_types
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +254,12 @@ class CrimeModel:
             raise CrimeModelError(f"{source}: not a crime model (meta field {exc} missing or malformed)") from None
         if m.input_names != input_names(concepts):
             raise CrimeModelError(f"{source}: inputs {m.input_names} do not match meta concepts {list(concepts)}")
+        try:  # the file stores its own concept names: they must be the vocabulary's
+            check_crime_types([crime], f"{source} (meta crime)")
+            for name, cs in concepts.items():
+                check_concepts(cs, f"{source} (input {name!r})")
+        except VocabularyError as exc:
+            raise CrimeModelError(str(exc)) from None
         rates.setdefault("default", 0.0)
         return cls(crime, m, concepts, rates, window_s, str(meta.get("timezone", "UTC")))
 

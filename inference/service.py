@@ -62,7 +62,8 @@ from inference.crime_models import CrimeModel, score_rows
 from inference.windows import Merge, Outcome, WindowAggregator, WindowState, clock_of
 from streamer.bus import Bus, LagProbe, Received, Subscription
 from streamer.observability import MODEL_INFO
-from streamer.schemas import (CRIME_TYPES, TOPIC_CELLS, TOPIC_INDICATORS, CellImminence, IndicatorEvent,
+from geo.vocabulary import CRIME_TYPES
+from streamer.schemas import (TOPIC_CELLS, TOPIC_INDICATORS, CellImminence, IndicatorEvent,
                               RuleFiring, utcnow)
 
 log = logging.getLogger(__name__)

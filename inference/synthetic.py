@@ -22,17 +22,22 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from geo.vocabulary import CONCEPTS, CRIME_TYPES, check_concepts
 from inference.crime_models import ClipRecord
-from streamer.schemas import CONCEPTS, ConceptResult, DetectionSummary, IndicatorEvent
+from streamer.schemas import ConceptResult, DetectionSummary, IndicatorEvent
 
-#: crime -> (precursor concepts, action concepts)
+#: crime -> (precursor concepts, action concepts): this generator's story, not the study's table
+#: (geo.vocabulary.CRIME_CONCEPTS); names are the vocabulary's, checked below, in CRIME_TYPES order.
 SCENARIOS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "robbery": (("loitering", "sneaking"), ("violent_movement", "forceful_seizure", "lethal_object", "item_seizure")),
     "burglary": (("loitering", "camera_tampering"), ("sneaking", "item_seizure", "suspicious_exit")),
     "larceny": (("loitering", "traffic_violation"), ("item_seizure", "sneaking", "suspicious_exit")),
     "battery": (("loitering", "traffic_violation"), ("violent_movement", "lethal_object", "forceful_seizure")),
 }
-_NOISE = [c for c in CONCEPTS if c != "normal"]
+if tuple(SCENARIOS) != CRIME_TYPES:
+    raise ImportError(f"inference.synthetic: SCENARIOS covers {list(SCENARIOS)}, not the crime types {list(CRIME_TYPES)}")
+for _crime, (_pre, _act) in SCENARIOS.items():
+    check_concepts(_pre + _act, f"inference.synthetic.SCENARIOS[{_crime!r}]")
 
 
 def generate_records(cells: int = 12, hours: float = 3.0, *, clip_s: float = 2.0, seed: int = 0,

@@ -68,6 +68,7 @@ from mapping.forecast.output import DayForecast, ForecastFileError, read as read
 from geo.grid import Grid
 from mapping.kde import sd_classes, surface_from_cells, top_cells
 from mapping.render import render_png, write_geojson
+from geo.vocabulary import CRIME_TYPES
 from streamer import schemas
 from streamer.bus import Bus, LagProbe
 from streamer.observability import MODEL_INFO
@@ -113,7 +114,7 @@ class MapService:
 
     def __init__(self, bus: Bus, grid: Grid, cfg: MapConfig = MapConfig(), *,
                  forecast: DayForecast | str | Path | None = None, cameras: Sequence[dict] = (),
-                 out_dir: str | Path | None = None, crime_types: Sequence[str] = schemas.CRIME_TYPES,
+                 out_dir: str | Path | None = None, crime_types: Sequence[str] = CRIME_TYPES,
                  clock: Callable[[], datetime] = schemas.utcnow, min_gap_s: float = 0.5,
                  files_every_s: Optional[float] = None, max_bytes: int = MAX_BYTES,
                  client_id: str = "imminence-map") -> None:

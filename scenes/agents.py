@@ -49,6 +49,7 @@ from typing import Optional
 
 import numpy as np
 
+from geo.vocabulary import check_concepts, check_crime_types
 from scenes.render import BAGS, CARS, Layout, Look, Pose, Tamper
 
 WALK, RUN, LOITER, SNEAK = 0.8, 2.0, 0.15, 0.25  # body heights per second
@@ -585,6 +586,11 @@ TEMPLATES: dict[str, tuple[tuple[str, ...], list[tuple[str, str, int, int, float
     "loiter": ((), [("loitering", "loitering", 3, 5, 1)]),
 }
 KINDS = tuple(TEMPLATES)
+for _kind, (_crimes, _phases) in TEMPLATES.items():  # names are the vocabulary's (geo.vocabulary): a typo fails at import
+    check_crime_types(_crimes, f"scenes.agents.TEMPLATES[{_kind!r}]")
+    check_concepts([_p[1] for _p in _phases], f"scenes.agents.TEMPLATES[{_kind!r}]")
+#: every concept the generator stages: the episodes' plus ``normal`` (clips outside episodes)
+STAGED_CONCEPTS = frozenset(["normal", *(p[1] for _, phases in TEMPLATES.values() for p in phases)])
 
 
 def draw_phases(kind: str, rng: np.random.Generator) -> list[tuple[str, str, int]]:

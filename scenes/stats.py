@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from streamer.dataset import Dataset
-from streamer.schemas import CONCEPTS
+from geo.vocabulary import CONCEPTS
 
 
 def dataset_stats(root: str | Path) -> dict:

@@ -16,7 +16,7 @@ Layout::
                  "start": "2026-05-01T21:00:00Z", "annotations": "cam1.gt.json"}]}
 
 Ground truth per video: the clip length, one entry per clip with its concept
-label (one of ``streamer.schemas.CONCEPTS``) and the crime types the scene staged
+label (one of ``geo.vocabulary.CONCEPTS``) and the crime types the scene staged
 in it, and per-frame boxes ``[class, x1, y1, x2, y2, track_id]`` in pixels (class
 ids index ``classes``; the scene generator writes ``person, bag, weapon, vehicle``
 and an entry for every frame, empty when nothing is visible), plus, optionally,
@@ -35,8 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from geo.grid import GridConfig
 from geo.jsonfile import read_model
+from geo.vocabulary import CONCEPTS, CRIME_TYPES
 from streamer.config import Position
-from streamer.schemas import CONCEPTS, CRIME_TYPES, UtcDatetime
+from streamer.schemas import UtcDatetime
 
 MANIFEST = "manifest.json"
 

@@ -18,6 +18,8 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from geo import vocabulary
+
 # -- topics -----------------------------------------------------------------
 TOPIC_INDICATORS = "imminence.indicators"  # key: camera id
 TOPIC_CELLS = "imminence.cells"  # key: cell id
@@ -27,22 +29,9 @@ TOPIC_DLQ = "imminence.dlq"  # key: source topic
 TOPICS = (TOPIC_INDICATORS, TOPIC_CELLS, TOPIC_MAPS, TOPIC_CAMERAS, TOPIC_DLQ)
 
 # -- vocabularies -------------------------------------------------------------
-CRIME_TYPES: tuple[str, ...] = ("robbery", "burglary", "larceny", "battery")
-#: The visual crime-indicator concepts of the study plus ``normal`` (no indicator),
-#: so that k = 10 and every clip gets exactly one label.  ``verbal_threat`` needs
-#: audio, which the workers do not decode; it is not part of the vocabulary.
-CONCEPTS: tuple[str, ...] = (
-    "normal",
-    "loitering",
-    "violent_movement",
-    "item_seizure",
-    "forceful_seizure",
-    "sneaking",
-    "lethal_object",
-    "traffic_violation",
-    "camera_tampering",
-    "suspicious_exit",
-)
+# One source (geo.vocabulary); re-exported here because every message names them.
+CRIME_TYPES = vocabulary.CRIME_TYPES
+CONCEPTS = vocabulary.CONCEPTS
 
 
 class SchemaError(ValueError):

@@ -16,8 +16,7 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
-#: concepts that are not crime indicators on their own: a label of a quiet scene may be one of these
-QUIET_CONCEPTS = ("normal", "loitering")
+from geo.vocabulary import QUIET_CONCEPTS  # a label of a quiet scene may be one of these
 
 VARIANTS = ("original", "resized", "reencoded", "mirrored", "dimmed", "no_people")
 

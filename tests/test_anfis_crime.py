@@ -6,7 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+import yaml
 
+from geo.vocabulary import crime_concepts
 from imminence.cli import main
 from imminence.configfile import ConfigError, load
 from inference.config import CrimeModelsConfig
@@ -92,7 +94,9 @@ def test_pairs_bad_input(cfg) -> None:
 
 def test_config_errors_name_file_and_key(tmp_path) -> None:
     p = tmp_path / "cm.yaml"
-    text = open(CONFIG).read().replace("sneaking: [sneaking]", "sneaking: [sneakin]", 1)
+    table = crime_concepts()  # the shipped config takes the table from geo.vocabulary: override it, with a typo
+    table["robbery"]["sneaking"] = ["sneakin"]
+    text = open(CONFIG).read() + yaml.safe_dump({"crimes": {c: {"concepts": t} for c, t in table.items()}})
     p.write_text(text)
     with pytest.raises(ConfigError, match=r"cm\.yaml:\d+: crimes -> robbery -> concepts: .*unknown concept"):
         load(CrimeModelsConfig, p)

@@ -356,3 +356,29 @@ def test_empty_map_says_why_when_every_window_was_too_old(browser):
         page.wait_for_selector("#map-notice[hidden]", state="attached", timeout=10_000)
         assert not page.errors, page.errors
         page.close()
+
+
+def test_page_takes_crime_types_colours_and_concepts_from_the_api(browser):
+    """The page declares no vocabulary: the crime menu, the chart legend and the concept filter come from /api/config."""
+    from console.app import create_app
+    from console.state import ConsoleState
+    from geo.vocabulary import CONCEPT_MEANINGS, CONCEPTS, CRIME_COLOURS, CRIME_TYPES
+
+    grid = samples.small_grid()
+    cell = grid.cell_ids()[0]
+    state = ConsoleState(WebConfig(), grid)
+    state.apply(schemas.TOPIC_MAPS, samples.snapshot(grid, {cell: 4.0}))
+    state.apply(schemas.TOPIC_CELLS, samples.cell_message(cell))
+    with ServerThread(create_app(WebConfig(), state)) as server:
+        page = _open(browser, server.url)
+        assert page.locator("#crime option").evaluate_all("os => os.map(o => o.value)") == ["all", *CRIME_TYPES]
+        opts = page.locator("#f-concept option").evaluate_all("os => os.map(o => [o.value, o.title])")
+        assert opts[1:] == [[c, CONCEPT_MEANINGS[c]] for c in CONCEPTS]
+        page.select_option("#crime", "burglary")
+        page.click(f'path[data-cell-id="{cell}"]', position={"x": 3, "y": 3})
+        page.wait_for_selector("#cell-detail .chart-legend span")
+        legend = page.locator("#cell-detail .chart-legend span").evaluate_all(
+            "ss => ss.map(s => [s.textContent, getComputedStyle(s).color])")
+        rgb = lambda c: "rgb({}, {}, {})".format(*(int(c[i:i + 2], 16) for i in (1, 3, 5)))  # noqa: E731
+        assert legend == [[f"— {c}", rgb(CRIME_COLOURS[c])] for c in CRIME_TYPES]
+        page.close()

@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("geo", "streamer", "scenes", "detectors", "inference", "mapping", "console", "imminence")
-# package -> top-level packages of ours it may import; geo (grid geometry) is the bottom
+# package -> top-level packages of ours it may import; geo (grid geometry, vocabularies) is the bottom
 # package open to every stage, and the scene generator sits above the backbone it writes for.
 ALLOWED = {
     "geo": set(),

@@ -8,7 +8,7 @@
   const PALETTE = ["#ffffb2", "#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"];
   const NONE = "#d9dde3";
   const CLASS_LABELS = ["below mean + 0.5 sd", "mean + 0.5 to 1.5 sd", "mean + 1.5 to 2.5 sd", "mean + 2.5 to 3.5 sd", "above mean + 3.5 sd"];
-  const CRIME_COLOURS = { robbery: "#d62728", burglary: "#1f77b4", larceny: "#2ca02c", battery: "#9467bd", all: "#444" };
+  const crimeColour = (c) => (S.config && S.config.crime_colours[c]) || "#333";  // colours come with the vocabulary from /api/config
   const CAM_COLOURS = { online: "#1a7f37", starting: "#9a6700", reconnecting: "#9a6700", offline: "#b42318", failed: "#b42318", stopped: "#6b7280" };
 
   const S = { map: null, geom: null, cells: new Map(), index: new Map(), cams: new Map(), selected: null,
@@ -280,8 +280,8 @@
     for (const crime of Object.keys(history[history.length - 1].imminence)) {
       const pts = history.map((p) => `${X(p.window_end).toFixed(1)},${Y(p.imminence[crime] || 0).toFixed(1)}`).join(" ");
       el.append(svg(history.length > 1 ? "polyline" : "circle", history.length > 1
-        ? { points: pts, fill: "none", stroke: CRIME_COLOURS[crime] || "#333", "stroke-width": 1.6, "data-crime": crime }
-        : { cx: X(history[0].window_end), cy: Y(history[0].imminence[crime] || 0), r: 3, fill: CRIME_COLOURS[crime] || "#333", "data-crime": crime }));
+        ? { points: pts, fill: "none", stroke: crimeColour(crime), "stroke-width": 1.6, "data-crime": crime }
+        : { cx: X(history[0].window_end), cy: Y(history[0].imminence[crime] || 0), r: 3, fill: crimeColour(crime), "data-crime": crime }));
     }
     const a = svg("text", { x: P, y: H - 6, "font-size": 10, fill: "#6b7280" }); a.textContent = fmtTime(history[0].window_end); el.append(a);
     const b = svg("text", { x: W - P - 50, y: H - 6, "font-size": 10, fill: "#6b7280" }); b.textContent = fmtTime(history[history.length - 1].window_end); el.append(b);
@@ -303,7 +303,7 @@
     kids.push(flags);
     // chart
     const legend = h("div", { class: "chart-legend" });
-    for (const c of ["robbery", "burglary", "larceny", "battery"]) { const sw = h("span", {}, `— ${c}`); sw.style.color = CRIME_COLOURS[c]; legend.append(sw); }
+    for (const c of S.config.crimes) { if (c === "all") continue; const sw = h("span", {}, `— ${c}`); sw.style.color = crimeColour(c); legend.append(sw); }
     kids.push(h("h3", {}, "Imminence over the last hours"), chart(d.history, L0 ? L0.threshold : 5), legend);
     // per-crime table
     const tb = h("tbody");
@@ -414,7 +414,8 @@
     S.config = config;
     $("upload-tab").hidden = !S.config.can_upload;
     $("upload-limits").textContent = `A video up to ${S.config.upload_max_mb} MB and ${S.config.upload_max_seconds} s, or an image. It is analysed by the camera pipeline and deleted afterwards.`;
-    $("f-concept").append(...S.config.concepts.map((c) => h("option", { value: c }, c)));
+    $("f-concept").append(...S.config.concepts.map((c) => h("option", { value: c, title: S.config.concept_meanings[c] }, c)));
+    $("crime").append(...S.config.crimes.filter((c) => c !== "all").map((c) => h("option", { value: c }, c)));
     buildMap(geom, first);
     applyMap(first);
     await resync();

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors.concepts.features import FEATURE_NAMES, FEATURE_VERSION
 from geo.jsonfile import check_tag, read_model
+from geo.vocabulary import VocabularyError, check_concepts
 
 FORMAT = "imminence.concept-classifiers/2"
 
@@ -217,6 +218,10 @@ class ConceptModel:
     @classmethod
     def load(cls, path: str | Path) -> "ConceptModel":
         spec = read_model(path, ConceptModelFile, ConceptModelError, "concept model")
+        try:  # the file stores its own concept names: they must be the vocabulary's
+            check_concepts(spec.concepts, f"concept model {str(path)!r}")
+        except VocabularyError as exc:
+            raise ConceptModelError(str(exc)) from None
         try:
             return cls(spec)
         except ConceptModelError as exc:

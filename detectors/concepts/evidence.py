@@ -23,6 +23,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from detectors.concepts.features import FEATURE_NAMES, family_of
+from geo.vocabulary import CONCEPTS, QUIET_CONCEPTS, check_concepts
 
 _INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
 
@@ -58,6 +59,8 @@ EVIDENCE: dict[str, Evidence] = {
 _unknown = [(c, f) for c, e in EVIDENCE.items() for f, _ in e.any_of if f not in _INDEX]
 if _unknown:  # a typo here must fail at import, not silently never fire
     raise ImportError(f"evidence names unknown clip features: {_unknown}")
+if set(EVIDENCE) | {"normal"} != set(CONCEPTS):  # every indicator concept of the vocabulary declares its evidence
+    raise ImportError(f"EVIDENCE covers {sorted(EVIDENCE)}, not the indicator concepts of geo.vocabulary.CONCEPTS")
 
 
 #: concept -> (clips, what): evidence found only in the camera's recent labels. Leaving is an indicator
@@ -66,7 +69,8 @@ if _unknown:  # a typo here must fail at import, not silently never fire
 CONTEXT: dict[str, tuple[int, str]] = {
     "suspicious_exit": (4, "an incident (not normal or loitering) labelled in the camera's last 4 clips"),
 }
-QUIET = ("normal", "loitering", "suspicious_exit")  # labels that are no incident for CONTEXT
+QUIET = QUIET_CONCEPTS + ("suspicious_exit",)  # labels that are no incident for CONTEXT
+check_concepts([*CONTEXT, *QUIET], "detectors.concepts.evidence")
 
 
 def context_mask(concepts: Sequence[str], recent: Sequence[str]) -> np.ndarray:

@@ -104,7 +104,7 @@ def classify_episodes(videos: list[VideoClips], concepts: list[str], matrices: d
 
 
 def concept_vocabulary() -> list[str]:
-    from streamer.schemas import CONCEPTS
+    from geo.vocabulary import CONCEPTS
 
     return list(CONCEPTS)
 
