@@ -226,6 +226,7 @@ class ScoringService:
         """Consume until :meth:`stop` (or ``idle_exit_s`` without a record); returns :meth:`stats`."""
         if self._loop.subscription is None:
             self.open()
+        self._force_emit = False  # the loop's turns publish when due
         try:
             self._loop.run(idle_exit_s=idle_exit_s, poll_timeout=poll_timeout_s,
                            finish=lambda: self._publish_due() is not None)
