@@ -9,7 +9,8 @@ messages are skipped and counted, never raised.  Listeners (the SSE endpoint)
 are told about every change.
 
 Two feeds fill it: :class:`BusFeed`, a background thread with its own consumer
-group on the four topics (any :class:`streamer.bus.Bus`), and :func:`load_run_dir`,
+group on the four topics (any :class:`streamer.bus.Bus`, consumed through the
+shared :class:`streamer.consume.ConsumerLoop`), and :func:`load_run_dir`,
 which reads a finished run folder written by the map service.  The view lives in
 memory only: a restarted console resumes from its group's committed offsets, so
 the map returns with the map service's next snapshot (every ``map.interval_s``)
@@ -21,7 +22,7 @@ import json
 import logging
 import socket
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -34,7 +35,9 @@ from console.config import WebConfig
 from geo.grid import Grid
 from geo.vocabulary import CRIME_TYPES
 from streamer import schemas
-from streamer.bus import Bus, Subscription
+from streamer.bus import Bus, Received
+from streamer.consume import Backoff, ConsumerLoop, dedup_key
+from streamer.dedup import Deduplicator
 from streamer.schemas import CameraStatus, CellImminence, IndicatorEvent, MapSnapshot
 
 log = logging.getLogger(__name__)
@@ -68,8 +71,7 @@ class ConsoleState:
         self.events_by_cell: dict[str, deque[IndicatorEvent]] = {}
         self.cameras: dict[str, CameraStatus] = {}
         self.counters = Counters()
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._seen_max = 4 * cfg.max_events + 10_000
+        self._seen = Deduplicator(4 * cfg.max_events + 10_000)
         self._listeners: list[Listener] = []
         self.last_message_at: Optional[datetime] = None
         self.source = "none"
@@ -120,19 +122,13 @@ class ConsoleState:
             self.count_malformed(topic, f"snapshot {event.snapshot_id} is for grid {event.grid.grid_id}, "
                                         f"the console's grid is {self.grid.grid_id}")
             return False
-        dedup = schemas.event_dedup_id(event)
         with self._lock:
             self.last_message_at = now
             if topic in self.counters.received:
                 self.counters.received[topic] += 1
-            if dedup is not None:
-                key = f"{type(event).__name__}:{dedup}"
-                if key in self._seen:
-                    self.counters.duplicates += 1
-                    return False
-                self._seen[key] = None
-                while len(self._seen) > self._seen_max:
-                    self._seen.popitem(last=False)
+            if self._seen.seen(dedup_key(event)):
+                self.counters.duplicates += 1
+                return False
             self.version += 1
             if isinstance(event, MapSnapshot):
                 if self.snapshot is not None and event.created_at < self.snapshot.created_at:
@@ -430,12 +426,6 @@ class BusFeed:
             if t is not None:
                 t.join(timeout)
 
-    def _dead_lettered(self) -> int:
-        try:
-            return int(self.bus.stats().dead_lettered)
-        except Exception:
-            return 0
-
     def _probe_loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -446,40 +436,29 @@ class BusFeed:
             self._stop.wait(self.probe_every_s)
 
     def _run(self) -> None:
-        sub: Optional[Subscription] = None
-        dl_base = self._dead_lettered()
-        while not self._stop.is_set():
+        loop = ConsumerLoop(self.bus, CONSOLE_TOPICS, group=self.group, client_id="imminence-web",
+                            from_beginning=self.from_beginning, max_records=500, handle=self._apply,
+                            after_batch=lambda: loop.pending, on_dead_letter=self._dead_letters,
+                            on_error=self._on_error, reopen_on_error=True, backoff=Backoff(initial_s=1.0),
+                            on_open=lambda sub: self.ready.set(), lag_every_s=None, stop=self._stop,
+                            name="console feed")
+        loop.run(poll_timeout=0.2)
+
+    def _apply(self, records: list[Received]) -> None:
+        for rec in records:
             try:
-                if sub is None:
-                    sub = self.bus.subscribe(CONSOLE_TOPICS, group=self.group, from_beginning=self.from_beginning,
-                                             client_id="imminence-web")
-                    self.ready.set()
-                records = sub.poll(timeout=0.2, max_records=500)
-                for rec in records:
-                    self.state.apply(rec.topic, rec.event)
-                if records:
-                    sub.commit()
-                # The bus dead-letters invalid records before they reach us: count them as skipped.
-                dl = self._dead_lettered()
-                if dl > dl_base:
-                    self.state.count_malformed("bus", "invalid record dead-lettered by the bus", dl - dl_base)
-                    dl_base = dl
-            except Exception as exc:  # broker trouble: mark stale, retry with a fresh consumer
-                self.error = f"{type(exc).__name__}: {exc}"
-                log.warning("console feed error (%s); retrying", self.error)
-                self.state.set_connected(False)
-                if sub is not None:
-                    try:
-                        sub.close()
-                    except Exception:
-                        pass
-                    sub = None
-                self._stop.wait(1.0)
-        if sub is not None:
-            try:
-                sub.close()
-            except Exception:
-                pass
+                self.state.apply(rec.topic, rec.event)
+            except Exception:  # one bad message must not stop the feed (it is committed with its batch)
+                log.exception("console feed: applying %s[%d]@%d failed", rec.topic, rec.partition, rec.offset)
+
+    def _dead_letters(self, n: int) -> None:
+        """The bus dead-letters invalid records before they reach us: count them as skipped."""
+        self.state.count_malformed("bus", "invalid record dead-lettered by the bus", n)
+
+    def _on_error(self, msg: str, exc: BaseException) -> None:
+        """Broker trouble: mark stale; the loop backs off and opens a fresh consumer."""
+        self.error = f"{type(exc).__name__}: {exc}"
+        self.state.set_connected(False)
 
 
 # -- a finished run on disk ------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The scoring service: indicator events in, per-cell crime imminence out.
 
 A consumer-group member on ``imminence.indicators`` (through :class:`streamer.bus.Bus`:
-Kafka in production, the in-memory bus in unit tests).  Each polled event is
+Kafka in production, the in-memory bus in unit tests), turned by the shared
+:class:`streamer.consume.ConsumerLoop` (its commit point is :meth:`ScoringService.emit`'s
+publish and flush; broker errors back off by its policy).  Each polled event is
 checked (known cell, clock not far in the future, not a duplicate) and counted
 in its cell's event-time windows (:mod:`inference.windows`).  Every
 ``emit_interval_s`` the changed windows are scored by the four crime models
@@ -51,7 +53,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Callable, Mapping, Optional
 
@@ -60,7 +61,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from inference.config import ScoringConfig
 from inference.crime_models import CrimeModel, score_rows
 from inference.windows import Merge, Outcome, WindowAggregator, WindowState, clock_of
-from streamer.bus import Bus, LagProbe, Received, Subscription
+from streamer.bus import Bus, Received, Subscription
+from streamer.consume import ConsumerLoop
+from streamer.dedup import Deduplicator
 from streamer.observability import MODEL_INFO
 from geo.vocabulary import CRIME_TYPES
 from streamer.schemas import (TOPIC_CELLS, TOPIC_INDICATORS, CellImminence, IndicatorEvent,
@@ -114,9 +117,13 @@ class ScoringService:
         self.agg = WindowAggregator(self.cfg.window_s, self.cfg.slide_s, self.cfg.allowed_lateness_s,
                                     self.cfg.source_idle_s)
         self._too_late_by_camera: dict[str, int] = {}
-        self._recent: OrderedDict[str, None] = OrderedDict()  # bounded memory of ids, to count duplicates
+        self._recent = Deduplicator(self.cfg.dedupe_size)  # bounded memory of ids, to count duplicates
         self._stop = threading.Event()
-        self._sub: Optional[Subscription] = None
+        self._loop = ConsumerLoop(bus, [topic_in], group=self.cfg.group, client_id=client_id, from_beginning=True,
+                                  max_records=self.cfg.max_poll_records, handle=self.process,
+                                  after_batch=self._after_batch, lag_every_s=_LAG_EVERY_S, stop=self._stop,
+                                  name="scoring")
+        self._force_emit = False
         self._follower: Optional[Subscription] = None
         self._merges: dict[str, int] = {}
         self._last_emit = 0.0
@@ -125,12 +132,10 @@ class ScoringService:
         self._counters = {k: EVENTS.labels(k) for k in _OUTCOMES}  # label lookups are slow per event
         self._published = 0
         self._restored = 0
-        self._commits = 0
         self._lags: list[float] = []
         self.model_versions = {c: m.version for c, m in self.models.items()}
         for crime, version in self.model_versions.items():
             MODEL_INFO.labels(f"anfis-{crime}", str(version)).set(1)
-        self._lag_probe = LagProbe(_LAG_EVERY_S)
         for crime, m in self.models.items():
             if abs(m.window_s - self.cfg.window_s) > 1e-9:
                 log.warning("the %s model was trained on %g s windows, the service uses %g s: counts differ in scale",
@@ -193,41 +198,39 @@ class ScoringService:
     def open(self) -> Subscription:
         if self.cfg.restore:
             self.restore()
-        self._sub = self.bus.subscribe([self.topic_in], self.cfg.group, from_beginning=True,
-                                       client_id=self.client_id)
+        sub = self._loop.open()
         self._last_emit = time.monotonic()  # first publication one emit interval after the start
-        return self._sub
+        return sub
 
     def step(self, poll_timeout_s: float = 0.2, force_emit: bool = False) -> int:
         """One loop turn: poll and count, merge published cells, publish+commit when due; returns records."""
-        sub = self._sub or self.open()
-        recs = sub.poll(timeout=poll_timeout_s, max_records=self.cfg.max_poll_records)
-        if recs:
-            self.process(recs)
+        if self._loop.subscription is None:
+            self.open()
+        self._force_emit = force_emit
+        return self._loop.step(poll_timeout_s)
+
+    def _after_batch(self) -> bool:
+        """The loop's commit point: merge published cells; when due, publish and flush (True: commit)."""
         self.follow()
-        if force_emit or time.monotonic() - self._last_emit >= self.cfg.emit_interval_s or self._stop.is_set():
-            self.emit()
-        return len(recs)
+        if self._force_emit or time.monotonic() - self._last_emit >= self.cfg.emit_interval_s or self._stop.is_set():
+            return self._publish_due() is not None
+        return False
 
     def close(self) -> None:
         """Leave the group without committing (what was not committed is delivered again)."""
-        for sub in (self._sub, self._follower):
-            if sub is not None:
-                sub.close()
-        self._sub = self._follower = None
+        self._loop.close()
+        if self._follower is not None:
+            self._follower.close()
+        self._follower = None
 
     def run(self, *, idle_exit_s: Optional[float] = None, poll_timeout_s: float = 0.2) -> dict:
         """Consume until :meth:`stop` (or ``idle_exit_s`` without a record); returns :meth:`stats`."""
-        if self._sub is None:
+        if self._loop.subscription is None:
             self.open()
-        idle_since = time.monotonic()
+        self._force_emit = False  # the loop's turns publish when due
         try:
-            while not self._stop.is_set():
-                if self.step(poll_timeout_s):
-                    idle_since = time.monotonic()
-                if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
-                    break
-            self.emit()
+            self._loop.run(idle_exit_s=idle_exit_s, poll_timeout=poll_timeout_s,
+                           finish=lambda: self._publish_due() is not None)
         finally:
             self.close()
         log.info("scoring stopped: %s", self.stats())
@@ -244,16 +247,6 @@ class ScoringService:
                 self._last_log[key] = now
                 extra = {"camera": ev.camera_id, "cell": ev.cell_id, "event_id": ev.event_id} if ev else None
                 log.warning(msg + " (%d so far)", *args, self._counts[outcome], extra=extra)
-
-    def _remember(self, event_id: str) -> bool:
-        """True when the id was seen recently (a duplicate); keeps at most dedupe_size ids."""
-        if event_id in self._recent:
-            self._recent.move_to_end(event_id)
-            return True
-        self._recent[event_id] = None
-        if len(self._recent) > self.cfg.dedupe_size:
-            self._recent.popitem(last=False)
-        return False
 
     def process(self, records: list[Received]) -> None:
         """Count a batch of records into the windows (publishing happens in :meth:`emit`)."""
@@ -276,7 +269,7 @@ class ScoringService:
                 self._count("future", "skipped event %s of camera %s: stamped %s, %.0f s ahead of the clock",
                             ev.event_id, ev.camera_id, ev.clip_start.isoformat(), t - now, ev=ev)
                 continue
-            seen = self._remember(ev.event_id)
+            seen = self._recent.seen(ev.event_id)
             concept = ev.concept.label if ev.concept is not None else None
             if concept is None:
                 self._count("no_concept")
@@ -299,6 +292,14 @@ class ScoringService:
 
     def emit(self) -> int:
         """Score and publish every changed window, flush, then commit; returns messages published."""
+        n = self._publish_due()
+        if n is None:
+            return 0
+        self._loop.commit()
+        return n
+
+    def _publish_due(self) -> Optional[int]:
+        """Publish every changed window and flush; the count, or None when not acknowledged."""
         self._last_emit = time.monotonic()
         final = self.agg.expire()
         ready = self.agg.dirty() + final
@@ -312,11 +313,7 @@ class ScoringService:
                     w.dirty = True
                     if (w.cell_id, w.start) not in self.agg.windows:
                         self.agg.windows[(w.cell_id, w.start)] = w
-                return 0
-        if self._sub is not None:
-            self._sub.commit()
-            self._commits += 1
-            self._lag_probe.maybe_refresh(self._sub)
+                return None
         OPEN_WINDOWS.set(len(self.agg.windows))
         return len(ready)
 
@@ -366,7 +363,7 @@ class ScoringService:
                 "cells_published": self._published,
                 "open_windows": len(self.agg.windows), "restored_windows": self._restored,
                 "merges": dict(self._merges),
-                "commits": self._commits,
+                "commits": self._loop.commits,
                 "watermark": _iso(self.agg.watermark).isoformat() if self.agg.watermark > -1e18 else None,
                 "watermarks": {c: _iso(t).isoformat() for c, t in sorted(self.agg.watermarks.items())}}
 

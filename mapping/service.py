@@ -44,9 +44,11 @@ reported in each snapshot (``windows_too_old``, ``too_old_newest``,
 ``live_horizon_s``) so the console can say why the map is empty.
 
 Snapshots go out when the state changed (at most every ``min_gap_s``) and at
-least every ``interval_s`` (the live weights decay with time).  Offsets are
-committed only after the snapshot is published and flushed.  A broker error
-in poll or commit is logged and retried with backoff; the state is kept and
+least every ``interval_s`` (the live weights decay with time).  The service
+consumes through the shared :class:`streamer.consume.ConsumerLoop`: offsets are
+committed only after the snapshot is published and flushed (its commit point),
+and a broker error in poll or commit is counted and retried with the loop's
+capped exponential backoff (logged once per outage); the state is kept and
 the service catches up from its committed offsets.
 """
 from __future__ import annotations
@@ -70,7 +72,8 @@ from mapping.kde import sd_classes, surface_from_cells, top_cells
 from mapping.render import render_png, write_geojson
 from geo.vocabulary import CRIME_TYPES
 from streamer import schemas
-from streamer.bus import Bus, LagProbe
+from streamer.bus import Bus, Received
+from streamer.consume import ConsumerLoop
 from streamer.observability import MODEL_INFO
 from streamer.schemas import CellImminence, GridInfo, MapLayer, MapSnapshot, TopCell
 
@@ -147,7 +150,7 @@ class MapService:
         self._dirty = True
         self._last_pub = 0.0
         self._last_files = 0.0
-        self._lag_probe = LagProbe()
+        self._loop: Optional[ConsumerLoop] = None
         self.last_snapshot: Optional[MapSnapshot] = None
         self._surfaces: dict[str, dict[str, np.ndarray]] = {}
         self._newest_end: Optional[datetime] = None  # newest window end received (clock: event)
@@ -431,66 +434,46 @@ class MapService:
     def run(self, *, duration_s: Optional[float] = None, idle_exit_s: Optional[float] = None,
             poll_timeout: float = 0.5, max_records: int = 200) -> ServiceStats:
         """Consume until :meth:`stop`, ``duration_s`` or ``idle_exit_s`` without a state change."""
-        sub = self.bus.subscribe([schemas.TOPIC_CELLS], group=self.cfg.group, from_beginning=True,
-                                 client_id=self.client_id)
-        start = last_msg = time.monotonic()
-        backoff = 0.5
-        pending_commit = False
-        try:
-            while not self._stop.is_set():
-                now_m = time.monotonic()
-                if duration_s is not None and now_m - start >= duration_s:
-                    break
-                if idle_exit_s is not None and now_m - last_msg >= idle_exit_s:
-                    break
-                try:
-                    recs = sub.poll(timeout=poll_timeout, max_records=max_records)
-                except Exception as exc:  # broker gone: keep the state, retry with backoff
-                    self._note_error(f"poll: {exc}")
-                    self._stop.wait(backoff)
-                    backoff = min(10.0, backoff * 2)
-                    continue
-                backoff = 0.5
-                changed = False
-                for rec in recs:
-                    if isinstance(rec.event, CellImminence):
-                        changed = self.apply(rec.event) or changed
-                if recs:
-                    pending_commit = True
-                if changed:  # redelivered repeats are not news: they do not keep an idle service alive
-                    last_msg = time.monotonic()
-                try:
-                    self.reload_forecast()
-                except ForecastFileError as exc:
-                    self._note_error(str(exc))
-                now_m = time.monotonic()
-                due = now_m - self._last_pub >= self.cfg.interval_s
-                if (self._dirty and now_m - self._last_pub >= self.min_gap_s) or due:
-                    self.publish()
-                    self._dirty = False
-                    self._last_pub = now_m
-                    if now_m - self._last_files >= self.files_every_s:
-                        self._write_files_safely()
-                        self._last_files = now_m
-                    if pending_commit and self.bus.flush(30.0):
-                        pending_commit = not self._commit(sub)
-                    self._lag_probe.maybe_refresh(sub)
-            # final state: publish, write, commit
-            self.publish()
-            self._write_files_safely()
-            if self.bus.flush(30.0):
-                self._commit(sub)
-        finally:
-            sub.close()
+        self._loop = ConsumerLoop(self.bus, [schemas.TOPIC_CELLS], group=self.cfg.group, client_id=self.client_id,
+                                  from_beginning=True, max_records=max_records, handle=self._handle,
+                                  after_batch=self._after_batch, on_error=lambda msg, exc: self._count_error(msg),
+                                  lag_every_s=5.0, stop=self._stop, name="map service")
+        self._loop.run(duration_s=duration_s, idle_exit_s=idle_exit_s, poll_timeout=poll_timeout,
+                       finish=self._finish)
         return self.stats
 
-    def _commit(self, sub) -> bool:
+    def _handle(self, recs: list[Received]) -> bool:
+        """Apply a batch; True when it changed the state (redelivered repeats are not news: they do not
+        keep an idle service alive)."""
+        changed = False
+        for rec in recs:
+            if isinstance(rec.event, CellImminence):
+                changed = self.apply(rec.event) or changed
+        return changed
+
+    def _after_batch(self) -> bool:
+        """The loop's commit point: publish (and write files) when due; True once the snapshot is flushed."""
         try:
-            sub.commit()
-            return True
-        except Exception as exc:  # the records come again after a rebalance; apply() drops repeats
-            self._note_error(f"commit: {exc}")
+            self.reload_forecast()
+        except ForecastFileError as exc:
+            self._note_error(str(exc))
+        now_m = time.monotonic()
+        due = now_m - self._last_pub >= self.cfg.interval_s
+        if not ((self._dirty and now_m - self._last_pub >= self.min_gap_s) or due):
             return False
+        self.publish()
+        self._dirty = False
+        self._last_pub = now_m
+        if now_m - self._last_files >= self.files_every_s:
+            self._write_files_safely()
+            self._last_files = now_m
+        return self._loop is not None and self._loop.pending and self.bus.flush(30.0)
+
+    def _finish(self) -> bool:
+        """Final state: publish, write files; True (commit) once flushed."""
+        self.publish()
+        self._write_files_safely()
+        return self.bus.flush(30.0)
 
     def _write_files_safely(self) -> None:
         try:
@@ -499,9 +482,13 @@ class MapService:
             self._note_error(f"writing maps to {self.out_dir}: {exc}")
 
     def _note_error(self, msg: str) -> None:
+        self._count_error(msg)
+        log.warning("map service: %s", msg)
+
+    def _count_error(self, msg: str) -> None:
+        """Count an error for health(); broker errors are logged by the consumer loop, once per outage."""
         self.stats.errors += 1
         self.stats.last_error = msg
-        log.warning("map service: %s", msg)
 
     def health(self) -> dict:
         return {"ok": self.stats.errors == 0 or self.stats.snapshots > 0, "cells_live": len(self.cells),

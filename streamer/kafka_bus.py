@@ -49,7 +49,9 @@ not at-most-once).  Consumers call ``commit`` after publishing their outputs and
 before long pauses to keep that replay short.  A consumer that can publish its
 pending outputs on demand sets ``subscription.on_revoke`` to a callable that
 does so and returns True; then the revoked partitions' returned records are
-committed during the rebalance and not replayed.
+committed during the rebalance and not replayed; ``subscription.on_assign`` is
+told the logical (topic, partition) pairs assigned after each rebalance
+(:class:`streamer.consume.ConsumerLoop` installs both).
 
 Topics.  Every topic on the wire is ``<namespace>.<topic>`` (plain ``<topic>``
 with an empty namespace); ``Received.topic`` is the logical name, so
@@ -785,6 +787,12 @@ class _Revocations(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         log.debug("partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+        sub = self.sub
+        if sub.on_assign is not None:
+            try:
+                sub.on_assign({(sub.bus.logical(tp.topic), tp.partition) for tp in assigned})
+            except Exception as exc:  # informational: a failing hook must not break the rebalance
+                log.warning("on_assign hook of %s failed: %s", sub.name, exc)
 
 
 class KafkaSubscription(Subscription):
@@ -814,6 +822,8 @@ class KafkaSubscription(Subscription):
         #: Called on partition revocation; returns True once the consumer's outputs for everything
         #: returned so far are published, so those records may be committed instead of replayed.
         self.on_revoke: Optional[Callable[[], bool]] = None
+        #: Called after a rebalance with the logical (topic, partition) pairs now assigned.
+        self.on_assign: Optional[Callable[[set[tuple[str, int]]], None]] = None
         self._dlq_pending = False
         self._closed = False
         wire = [bus.wire(t) for t in topics]
