@@ -232,6 +232,11 @@ def create_app(cfg: WebConfig, source: ConsoleState, *,
             raise HTTPException(422, f"unknown concept {concept[:40]!r}; one of {list(CONCEPTS)}")
         return state.event_list(camera=camera, concept=concept, cell=cell, limit=limit)
 
+    @app.get("/api/situations", tags=["data"], summary="Newest situations (incidents) with their clips grouped under them")
+    def situations(camera: Optional[str] = None, limit: int = Query(50, ge=1, le=500),
+                   p: Principal = Depends(principal)) -> list[dict]:
+        return state.situation_list(camera=camera, limit=limit)
+
     @app.get("/api/cameras", tags=["data"], summary="Camera workers and their state")
     def cameras(p: Principal = Depends(principal)) -> list[dict]:
         return state.camera_list()
@@ -243,7 +248,7 @@ def create_app(cfg: WebConfig, source: ConsoleState, *,
                 return {**c, "events": state.event_list(camera=camera_id, limit=50)}
         raise HTTPException(404, f"unknown camera {camera_id[:80]!r}: no worker has reported under this id")
 
-    @app.get("/api/stream", tags=["data"], summary="Server-sent events: map, cell, event, camera, status")
+    @app.get("/api/stream", tags=["data"], summary="Server-sent events: map, cell, event, situation, camera, status")
     async def stream(request: Request, p: Principal = Depends(principal)) -> StreamingResponse:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue(maxsize=1000)

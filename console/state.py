@@ -2,14 +2,15 @@
 
 :class:`ConsoleState` keeps the latest :class:`MapSnapshot`, a bounded imminence
 history per cell (:class:`CellImminence`, newest revision per window), the
-newest indicator events (overall and per cell) and the latest
-:class:`CameraStatus` per camera.  Everything is capped by ``WebConfig`` limits,
+newest indicator events (overall and per cell), the latest message of each
+:class:`SituationEvent` (an incident whose clips the feed groups under it) and
+the latest :class:`CameraStatus` per camera.  Everything is capped by ``WebConfig`` limits,
 repeats are dropped by :func:`streamer.schemas.event_dedup_id`, and invalid
 messages are skipped and counted, never raised.  Listeners (the SSE endpoint)
 are told about every change.
 
 Two feeds fill it: :class:`BusFeed`, a background thread with its own consumer
-group on the four topics (any :class:`streamer.bus.Bus`, consumed through the
+group on the five topics (any :class:`streamer.bus.Bus`, consumed through the
 shared :class:`streamer.consume.ConsumerLoop`), and :func:`load_run_dir`,
 which reads a finished run folder written by the map service.  The view lives in
 memory only: a restarted console resumes from its group's committed offsets, so
@@ -38,11 +39,12 @@ from streamer import schemas
 from streamer.bus import Bus, Received
 from streamer.consume import Backoff, ConsumerLoop, dedup_key
 from streamer.dedup import Deduplicator
-from streamer.schemas import CameraStatus, CellImminence, IndicatorEvent, MapSnapshot
+from streamer.schemas import CameraStatus, CellImminence, IndicatorEvent, MapSnapshot, SituationEvent
 
 log = logging.getLogger(__name__)
 
-CONSOLE_TOPICS = (schemas.TOPIC_MAPS, schemas.TOPIC_CELLS, schemas.TOPIC_INDICATORS, schemas.TOPIC_CAMERAS)
+CONSOLE_TOPICS = (schemas.TOPIC_MAPS, schemas.TOPIC_CELLS, schemas.TOPIC_INDICATORS, schemas.TOPIC_CAMERAS,
+                  schemas.TOPIC_SITUATIONS)
 LAYERS = ("merged", "live", "forecast")
 CRIMES = tuple(CRIME_TYPES) + ("all",)
 Listener = Callable[[str, dict], None]
@@ -70,6 +72,7 @@ class ConsoleState:
         self.events: deque[IndicatorEvent] = deque(maxlen=cfg.max_events)
         self.events_by_cell: dict[str, deque[IndicatorEvent]] = {}
         self.cameras: dict[str, CameraStatus] = {}
+        self.situations: OrderedDict[str, SituationEvent] = OrderedDict()  # id -> latest message, by first seen
         self.counters = Counters()
         self._seen = Deduplicator(4 * cfg.max_events + 10_000)
         self._listeners: list[Listener] = []
@@ -152,6 +155,14 @@ class ConsoleState:
                     return False
                 self.cameras[event.camera_id] = event
                 kind, payload = "camera", camera_summary(event)
+            elif isinstance(event, SituationEvent):
+                old = self.situations.get(event.situation_id)
+                if old is not None and event.seq <= old.seq:
+                    return False  # an older message of the situation redelivered after a newer one
+                self.situations[event.situation_id] = event
+                while len(self.situations) > self.cfg.max_events:
+                    self.situations.popitem(last=False)
+                kind, payload = "situation", situation_summary(event)
             else:
                 return False
         self._notify(kind, payload)
@@ -203,6 +214,8 @@ class ConsoleState:
                 "cells": len(self.cells),
                 "events": len(self.events),
                 "cameras": len(self.cameras),
+                "situations": len(self.situations),
+                "situations_open": sum(1 for s in self.situations.values() if s.type != "end"),
             }
 
     def grid_rowscols(self) -> Optional[tuple[int, int]]:
@@ -300,6 +313,16 @@ class ConsoleState:
                 break
         return out
 
+    def situation_list(self, camera: Optional[str] = None, limit: int = 50) -> list[dict]:
+        """Newest situations first, each with the clips (event summaries) the console still holds, newest first."""
+        with self._lock:
+            sits = [s for s in reversed(self.situations.values()) if not camera or s.camera_id == camera][:limit]
+            wanted = {eid for s in sits for eid in s.event_ids}
+            by_id = {e.event_id: e for e in self.events if e.event_id in wanted}
+        return [{**situation_summary(s),
+                 "clips": [event_summary(by_id[eid]) for eid in reversed(s.event_ids) if eid in by_id]}
+                for s in sits]
+
     def camera_list(self) -> list[dict]:
         with self._lock:
             return [camera_summary(c) for c in sorted(self.cameras.values(), key=lambda c: c.camera_id)]
@@ -328,6 +351,18 @@ def event_summary(e: IndicatorEvent) -> dict:
         "scores": {k: round(v, 4) for k, v in sorted((c.scores if c else {}).items(), key=lambda kv: -kv[1])[:5]},
         "persons": e.detections.max_counts.get("person", 0), "tracks": len(e.detections.tracks),
         "replay": e.replay,
+    }
+
+
+def situation_summary(s: SituationEvent) -> dict:
+    """What the page shows of a situation (its latest message); ``live`` while it has not ended."""
+    return {
+        "situation_id": s.situation_id, "camera_id": s.camera_id, "cell_id": s.cell_id, "type": s.type,
+        "seq": s.seq, "live": s.type != "end", "reason": s.reason, "start": s.start.isoformat(),
+        "last_seen": s.last_seen.isoformat(), "duration_s": s.duration_s, "ended_by": s.ended_by,
+        "peak_concept": s.peak_concept, "peak_score": s.peak_score, "concepts": s.concepts,
+        "tracks": len(s.track_ids), "uncertain": s.uncertain, "replay": s.replay,
+        "zones": [z.model_dump() for z in s.zones], "event_ids": list(s.event_ids),
     }
 
 

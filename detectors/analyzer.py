@@ -109,7 +109,7 @@ class ClipAnalyzer:
         self._frames = 0
         self._sum: Counter[str] = Counter()
         self._max: Counter[str] = Counter()
-        self._tracks: dict[str, None] = {}  # insertion-ordered set
+        self._tracks: dict[str, list[tuple[float, float, float]]] = {}  # insertion-ordered: foot points
         self._motion_sum = 0.0
         self._with_person = 0
 
@@ -132,7 +132,9 @@ class ClipAnalyzer:
             self._max[cls] = max(self._max[cls], n)
         for d in detections:
             if d.track_id is not None:
-                self._tracks[f"{self.camera_id}:{d.track_id}"] = None
+                x1, _, x2, y2 = d.xyxy
+                self._tracks.setdefault(f"{self.camera_id}:{d.track_id}", []).append(
+                    (round(float(t), 4), round((x1 + x2) / 2.0, 1), round(float(y2), 1)))
         self._motion_sum += motion
         self._with_person += counts.get("person", 0) > 0
         return FrameAnalysis(frame_index=frame_index, t=t, detections=detections, motion=motion)
@@ -146,6 +148,7 @@ class ClipAnalyzer:
             counts={c: round(v / n, 4) for c, v in sorted(self._sum.items())} if n else {},
             max_counts=dict(sorted(self._max.items())),
             tracks=list(self._tracks),
+            track_points=self._tracks,
             motion=round(self._motion_sum / n, 5) if n else 0.0,
             frames_with_person=self._with_person,
             concept=concept,

@@ -56,6 +56,8 @@ class ClipAnalysis:
     counts: dict[str, float] = field(default_factory=dict)  # mean per analysed frame, by class
     max_counts: dict[str, int] = field(default_factory=dict)
     tracks: list[str] = field(default_factory=list)  # "camera:track"
+    # "camera:track" -> [(stream time, x, y)] foot point (bottom centre of the box) per analysed frame; zone dwell
+    track_points: dict[str, list[tuple[float, float, float]]] = field(default_factory=dict)
     motion: float = 0.0
     frames_with_person: int = 0
     concept: Optional[ConceptLabel] = None

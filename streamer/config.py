@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -64,6 +64,37 @@ class Position(_Strict):
         return self
 
 
+class ZoneConfig(_Strict):
+    """(cameras: - zones: - ...) a named area of the camera's picture, as Frigate's zones.
+
+    A track whose foot point (bottom centre of its box) stays in the zone for
+    ``loitering_s`` opens a situation (``imminence.situations``) even without a
+    crime-indicator concept.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    polygon: list[tuple[float, float]] = Field(description="corners [[x, y], ...] in pixels of the camera's frames")
+    loitering_s: float = Field(gt=0, description="seconds a track must stay in the zone to count as loitering")
+
+    @field_validator("polygon")
+    @classmethod
+    def _valid_polygon(cls, ring: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        from shapely.geometry import Polygon  # noqa: PLC0415 - only for cameras with zones
+        from shapely.validation import explain_validity  # noqa: PLC0415
+
+        if len(ring) < 3:
+            raise ValueError(f"a zone polygon needs at least 3 corners [x, y], got {len(ring)}")
+        if any(x < 0 or y < 0 for x, y in ring):
+            raise ValueError("zone corners are pixels of the frame: x and y must be >= 0")
+        poly = Polygon(ring)
+        if poly.convex_hull.area <= 0:
+            raise ValueError("zone polygon has no area (its corners lie on one line)")
+        if not poly.is_valid:
+            raise ValueError(f"zone polygon is not a simple polygon: {explain_validity(poly)} "
+                             "(corners in drawing order, edges must not cross)")
+        return ring
+
+
 class CameraConfig(_Strict):
     """(cameras: - ...) one camera worker."""
 
@@ -80,3 +111,14 @@ class CameraConfig(_Strict):
     masks: list[list[tuple[float, float]]] = Field(default_factory=list, description="privacy masks: polygons in pixel coordinates, blacked out before analysis")
     enabled: bool = Field(default=True, description="false = `imminence workers` skips this camera")
     outbox_fsync: Optional[Literal["always", "interval", "off"]] = Field(default=None, description="this camera's durable outbox fsync policy; null = bus.outbox_fsync")
+    zones: list[ZoneConfig] = Field(default_factory=list, description="named areas with a loitering time (situations)")
+    situation_quiet_s: float = Field(default=10.0, gt=0, description="a situation ends after this many seconds without a related clip")
+
+    @field_validator("zones")
+    @classmethod
+    def _unique_zone_names(cls, zones: list[ZoneConfig]) -> list[ZoneConfig]:
+        names = [z.name for z in zones]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"zone names must be unique per camera; repeated: {', '.join(dup)}")
+        return zones

@@ -26,7 +26,8 @@ TOPIC_CELLS = "imminence.cells"  # key: cell id
 TOPIC_MAPS = "imminence.maps"  # key: crime type or "all"
 TOPIC_CAMERAS = "imminence.cameras"  # key: camera id (worker state heartbeats)
 TOPIC_DLQ = "imminence.dlq"  # key: source topic
-TOPICS = (TOPIC_INDICATORS, TOPIC_CELLS, TOPIC_MAPS, TOPIC_CAMERAS, TOPIC_DLQ)
+TOPIC_SITUATIONS = "imminence.situations"  # key: camera id|situation id (one incident, one partition)
+TOPICS = (TOPIC_INDICATORS, TOPIC_CELLS, TOPIC_MAPS, TOPIC_CAMERAS, TOPIC_DLQ, TOPIC_SITUATIONS)
 
 # -- vocabularies -------------------------------------------------------------
 # One source (geo.vocabulary); re-exported here because every message names them.
@@ -216,6 +217,59 @@ class CameraStatus(_Model):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+# -- situations ------------------------------------------------------------------------
+class ZoneDwell(_Model):
+    """A camera zone one of the situation's tracks entered (Frigate's ``entered_zones`` with dwell)."""
+
+    name: str = Field(min_length=1)
+    dwell_s: float = Field(ge=0.0, description="longest continuous stay of one track in the zone, seconds")
+    loitering_s: float = Field(gt=0.0, description="the zone's loitering time (camera config)")
+    loitering: bool = Field(description="dwell_s reached loitering_s")
+    tracks: list[str] = Field(default_factory=list, description="tracks seen in the zone, as camera:track")
+
+
+class SituationEvent(_Model):
+    """One incident of one camera followed through its life: ``new``, ``update``..., ``end`` (as Frigate's events).
+
+    A situation groups the clips (IndicatorEvents) of one incident: it opens on a
+    crime-indicator clip or when a track stays in a zone longer than the zone's
+    loitering time, is updated by each related clip, and ends after the camera's
+    quiet time without one, or when the worker stops.  Every message carries the
+    whole state so far (a subscriber may start in the middle).
+    """
+
+    schema_: Literal["imminence.situation/1"] = Field(default="imminence.situation/1", alias="schema")
+    message_id: str = Field(min_length=1, description="situation_id:seq; deterministic, so repeats dedupe")
+    situation_id: str = Field(min_length=1, description="deterministic per (run, camera, opening clip)")
+    type: Literal["new", "update", "end"]
+    seq: int = Field(ge=0, description="0 for new, then 1, 2, ... per message of the situation")
+    camera_id: str = Field(min_length=1)
+    cell_id: Optional[str] = None
+    reason: Literal["concept", "zone_loitering"] = Field(description="what opened the situation")
+    start: UtcDatetime = Field(description="start of the clip that opened it")
+    last_seen: UtcDatetime = Field(description="end of the newest related clip")
+    end: Optional[UtcDatetime] = Field(default=None, description="set on the end message: last_seen")
+    duration_s: float = Field(ge=0.0, description="last_seen - start")
+    ended_by: Optional[Literal["quiet", "stopped"]] = Field(default=None, description="end: quiet time passed, "
+                                                            "or the worker stopped")
+    peak_concept: Optional[str] = Field(default=None, description="concept of the highest-scoring indicator clip; "
+                                        "null for a situation of zone loitering only")
+    peak_score: Optional[float] = None
+    peak_event_id: Optional[str] = None
+    concepts: dict[str, int] = Field(default_factory=dict, description="related clips per resolved concept")
+    track_ids: list[str] = Field(default_factory=list, description="tracks of the related clips, as camera:track")
+    zones: list[ZoneDwell] = Field(default_factory=list, description="zones its tracks entered, with dwell")
+    clips: int = Field(ge=1, description="related clips so far")
+    event_ids: list[str] = Field(default_factory=list, description="the related clips' IndicatorEvent ids "
+                                 "(the newest 500)")
+    uncertain: bool = Field(default=False, description="a related clip's label was uncertain (the classifier "
+                            "abstained on it)")
+    replay: bool = False
+    published_at: Optional[UtcDatetime] = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
 # -- dead letters ---------------------------------------------------------------------
 class DeadLetter(_Model):
     schema_: Literal["imminence.dlq/1"] = Field(default="imminence.dlq/1", alias="schema")
@@ -231,7 +285,7 @@ class DeadLetter(_Model):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-Event = Union[IndicatorEvent, CellImminence, MapSnapshot, CameraStatus, DeadLetter]
+Event = Union[IndicatorEvent, CellImminence, MapSnapshot, CameraStatus, DeadLetter, SituationEvent]
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "imminence.indicator/1": IndicatorEvent,
@@ -239,6 +293,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "imminence.map/1": MapSnapshot,
     "imminence.camera/1": CameraStatus,
     "imminence.dlq/1": DeadLetter,
+    "imminence.situation/1": SituationEvent,
 }
 TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
     TOPIC_INDICATORS: IndicatorEvent,
@@ -246,6 +301,7 @@ TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
     TOPIC_MAPS: MapSnapshot,
     TOPIC_CAMERAS: CameraStatus,
     TOPIC_DLQ: DeadLetter,
+    TOPIC_SITUATIONS: SituationEvent,
 }
 MAX_DLQ_PAYLOAD = 64 * 1024
 
@@ -306,6 +362,8 @@ def event_key(event: BaseModel) -> str:
         return "all"
     if isinstance(event, DeadLetter):
         return event.source_topic
+    if isinstance(event, SituationEvent):
+        return f"{event.camera_id}|{event.situation_id}"
     raise TypeError(f"no key rule for {type(event).__name__}")
 
 
@@ -317,4 +375,6 @@ def event_dedup_id(event: BaseModel) -> str | None:
         return event.message_id
     if isinstance(event, MapSnapshot):
         return event.snapshot_id
+    if isinstance(event, SituationEvent):
+        return event.message_id
     return None

@@ -21,6 +21,11 @@ Event ids are deterministic: uuid5 of (run id, camera id, clip index, clip
 start).  Replaying the same dataset gives identical ids (consumers drop the
 repeats as duplicates); pass ``run_id`` to make a run's ids distinct.
 
+Situations (:mod:`streamer.situations`): each published clip also feeds the
+camera's :class:`~streamer.situations.SituationTracker`, whose ``new`` /
+``update`` / ``end`` messages go to ``imminence.situations`` right after the
+clip's event; the open situation's ``end`` is published when the worker stops.
+
 Camera state heartbeats (:class:`~streamer.schemas.CameraStatus`) go to
 ``imminence.cameras`` every ``status_interval_s`` and on every state change.
 """
@@ -46,6 +51,7 @@ from streamer import schemas
 from streamer.bus import Bus
 from streamer.config import CameraConfig
 from streamer.observability import MODEL_INFO, STAGE_SECONDS
+from streamer.situations import SituationTracker
 from streamer.sources import Frame, Source, open_source
 
 log = logging.getLogger(__name__)
@@ -94,6 +100,7 @@ class WorkerSummary:
     state: str = "stopped"
     error: Optional[str] = None
     event_ids: list[str] = field(default_factory=list)
+    situation_messages: int = 0
 
 
 @dataclass
@@ -132,6 +139,7 @@ class CameraWorker:
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.keep_event_ids = keep_event_ids
         self.summary = WorkerSummary(camera.id)
+        self.situations = SituationTracker.for_camera(camera, cell_id=self.cell_id, replay=replay)
         self._clip: Optional[_Clip] = None
         self._last_slot = -1
         self._last_status = 0.0
@@ -213,6 +221,7 @@ class CameraWorker:
         finally:
             if self._clip is not None:
                 self._emit()
+            self._publish_situations(self.situations.close("stopped"))
             self.summary.frames_read = self.source.frames_read
             self.summary.frames_dropped = self.source.frames_dropped
             self.summary.reconnects = self.source.reconnects
@@ -281,6 +290,7 @@ class CameraWorker:
                 motion=result.motion, frames_with_person=result.frames_with_person),
             concept=concept, models=result.models, replay=self.replay)
         self.bus.publish(schemas.TOPIC_INDICATORS, event)
+        self._publish_situations(self.situations.observe(event, getattr(result, "track_points", None)))
         CLIPS.labels(self.camera.id).inc()
         self._sync_metrics()  # frame counters move with the clips they belong to
         if result.models and not self._models_noted:
@@ -292,6 +302,11 @@ class CameraWorker:
         if self.keep_event_ids:
             self.summary.event_ids.append(event.event_id)
         self._last_event_at = event.published_at
+
+    def _publish_situations(self, messages: list[schemas.SituationEvent]) -> None:
+        for msg in messages:
+            self.bus.publish(schemas.TOPIC_SITUATIONS, msg)
+            self.summary.situation_messages += 1
 
     def _publish_status(self, force: bool = False) -> None:
         state = self._state if self._state == "stopped" else self.source.state

@@ -382,3 +382,73 @@ def test_page_takes_crime_types_colours_and_concepts_from_the_api(browser):
         rgb = lambda c: "rgb({}, {}, {})".format(*(int(c[i:i + 2], 16) for i in (1, 3, 5)))  # noqa: E731
         assert legend == [[f"— {c}", rgb(CRIME_COLOURS[c])] for c in CRIME_TYPES]
         page.close()
+
+
+def test_feed_groups_clips_under_situations_and_marks_open_ones_live(browser, shots):
+    """Situations (fed by the real SituationTracker): one row per incident with its clips under it; the open one
+    is live, gains its next clip and then ends, without a reload."""
+    from datetime import timedelta
+
+    from console.app import create_app
+    from console.state import ConsoleState
+    from streamer.situations import SituationTracker
+
+    grid = samples.small_grid()
+    cell = grid.cell_ids()[0]
+    state = ConsoleState(WebConfig(), grid)
+    t0 = datetime(2026, 5, 1, 21, 0, tzinfo=timezone.utc)
+    trackers = {cam: SituationTracker(cam, cell_id=cell) for cam in ("cam-a", "cam-b")}
+
+    def clip(cam: str, k: int, concept: str) -> None:
+        ev = samples.indicator_event(cam, cell, k, concept=concept, at=t0 + timedelta(seconds=2 * k + 2))
+        state.apply(schemas.TOPIC_INDICATORS, ev)
+        for m in trackers[cam].observe(ev):
+            state.apply(schemas.TOPIC_SITUATIONS, m)
+
+    def close(cam: str) -> str:
+        (end,) = trackers[cam].close()
+        state.apply(schemas.TOPIC_SITUATIONS, end)
+        return end.situation_id
+
+    clip("cam-a", 0, "normal")  # no incident: a clip of the flat feed only
+    clip("cam-a", 1, "violent_movement")
+    clip("cam-a", 2, "violent_movement")
+    sa = close("cam-a")
+    clip("cam-b", 0, "item_seizure")
+    sb = trackers["cam-b"].open.situation_id
+    with ServerThread(create_app(WebConfig(), state)) as server:
+        page = _open(browser, server.url)
+        page.click("#tabs button[data-tab='events']")
+        page.wait_for_selector("#situation-feed tr.situation")
+        heads = page.locator("#situation-feed tr.situation")
+        assert heads.evaluate_all("rs => rs.map(r => [r.dataset.situationId, r.dataset.live])") == [[sb, "1"], [sa, "0"]]
+        a_clips = page.locator(f"tbody[data-situation-id='{sa}'] tr.sit-clip")
+        assert a_clips.evaluate_all("rs => rs.map(r => r.dataset.eventId)") == ["cam-a:2", "cam-a:1"]
+        head_a = page.inner_text(f"tr.situation[data-situation-id='{sa}']")
+        assert "violent_movement 0.80" in head_a and "ended (stopped)" in head_a and "\t4 s\t" in head_a
+        assert "live" in page.inner_text(f"tr.situation[data-situation-id='{sb}'] .badge.live")
+        assert page.locator("#event-feed tr").count() == 4  # every clip stays in the flat feed too
+        shots(page, "console-situations")
+        # the open incident's next clip is grouped under it, then it ends: no reload
+        clip("cam-b", 1, "item_seizure")
+        page.wait_for_selector(f"tbody[data-situation-id='{sb}'] tr.sit-clip[data-event-id='cam-b:1']")
+        close("cam-b")
+        page.wait_for_selector(f"tr.situation[data-situation-id='{sb}'][data-live='0']")
+        st = state.status()
+        assert (st["received"][schemas.TOPIC_SITUATIONS], st["situations"], st["situations_open"]) == (6, 2, 0)
+        # a track standing in a camera zone past its loitering time opens one without any indicator concept
+        from streamer.config import ZoneConfig
+
+        bench = ZoneConfig(name="bench", polygon=[(0, 0), (100, 0), (100, 100), (0, 100)], loitering_s=3)
+        trackers["cam-c"] = SituationTracker("cam-c", cell_id=cell, zones=[bench])
+        for k in (0, 1):
+            ev = samples.indicator_event("cam-c", cell, k, concept="normal", at=t0 + timedelta(seconds=2 * k + 2))
+            state.apply(schemas.TOPIC_INDICATORS, ev)
+            for m in trackers["cam-c"].observe(ev, {"t:1": [(2 * k + i / 5, 50.0, 90.0) for i in range(10)]}):
+                state.apply(schemas.TOPIC_SITUATIONS, m)
+        sc = trackers["cam-c"].open.situation_id
+        page.wait_for_selector(f"tr.situation[data-situation-id='{sc}'][data-live='1']")
+        head_c = page.inner_text(f"tr.situation[data-situation-id='{sc}']")
+        assert "stayed in a zone" in head_c and "bench 3.8 s (≥ 3 s)" in head_c, head_c
+        assert not page.errors, page.errors
+        page.close()

@@ -86,9 +86,12 @@ def one_of_each(tag: str) -> dict[str, tuple[str, schemas.BaseModel]]:
     dead = schemas.DeadLetter(source_topic=schemas.TOPIC_INDICATORS, reason=f"test {tag}", payload="{}",
                               received_at=now)
     ev = indicator(0, tag)
+    sit = schemas.SituationEvent(message_id=f"sit-{tag}:0", situation_id=f"sit-{tag}", type="new", seq=0,
+                                 camera_id=ev.camera_id, reason="concept", start=now, last_seen=now, duration_s=0.0,
+                                 clips=1, event_ids=[ev.event_id])
     return {schemas.TOPIC_INDICATORS: (ev.camera_id, ev), schemas.TOPIC_CELLS: (cell.cell_id, cell),
             schemas.TOPIC_MAPS: ("all", snap), schemas.TOPIC_CAMERAS: (cam.camera_id, cam),
-            schemas.TOPIC_DLQ: (dead.source_topic, dead)}
+            schemas.TOPIC_DLQ: (dead.source_topic, dead), schemas.TOPIC_SITUATIONS: (schemas.event_key(sit), sit)}
 
 
 def message_id(m: schemas.BaseModel) -> str:

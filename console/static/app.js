@@ -249,6 +249,38 @@
     feed.prepend(eventRow(e));
     while (feed.children.length > 200) feed.lastChild.remove();
   }
+  // -- situations: one row per incident, its clips grouped under it (open ones marked live) ---------------
+  function peakText(s) {
+    if (s.peak_concept) return `${s.peak_concept} ${fmt(s.peak_score)}${s.uncertain ? " (some clips uncertain)" : ""}`;
+    return s.reason === "zone_loitering" ? "stayed in a zone" : "—";  // opened by a zone's dwell time
+  }
+  function situationBody(s) {
+    const head = h("tr", { class: "situation", "data-situation-id": s.situation_id, "data-live": s.live ? "1" : "0",
+                           "data-type": s.type, title: `${s.clips.length} clips held · ${s.tracks} tracks · ${Object.entries(s.concepts).map(([c, n]) => `${c} ×${n}`).join(", ") || "no concept"}` },
+      h("td", {}, fmtTime(s.start), " ", s.live ? h("span", { class: "badge live" }, "live")
+        : h("span", { class: "badge" }, `ended${s.ended_by ? ` (${s.ended_by})` : ""}`)),
+      h("td", {}, s.camera_id), h("td", {}, `${fmt(s.duration_s, 0)} s`), h("td", {}, peakText(s)),
+      h("td", {}, s.zones.length ? s.zones.map((z) => `${z.name} ${fmt(z.dwell_s, 1)} s${z.dwell_s >= z.loitering_s ? ` (≥ ${fmt(z.loitering_s, 0)} s)` : ""}`).join(", ") : "—"));
+    const clips = s.clips.map((e) => h("tr", { class: "sit-clip", "data-event-id": e.event_id },
+      h("td", {}, fmtTime(e.clip_end)), h("td", {}, e.cell_id || "—"), h("td", {}, "clip"),
+      h("td", { title: e.reason || null }, `${conceptText(e)} ${fmt(e.score)}`), h("td", {}, `${e.persons} persons`)));
+    return h("tbody", { "data-situation-id": s.situation_id }, head, ...clips);
+  }
+  async function refreshSituations() {
+    const f = filters();
+    const q = new URLSearchParams({ limit: "50" });
+    if (f.camera) q.set("camera", f.camera);
+    try {
+      const sits = await api(`/api/situations?${q}`);
+      $("situation-empty").hidden = sits.length > 0;
+      for (const old of document.querySelectorAll("#situation-feed tbody[data-situation-id]")) old.remove();
+      $("situation-feed").append(...sits.map(situationBody));
+    } catch (e) { /* shown by the banner */ }
+  }
+  let sitTimer = null;
+  function situationsSoon() { clearTimeout(sitTimer); sitTimer = setTimeout(refreshSituations, 250); }
+
+  $("event-filters").addEventListener("change", refreshSituations);
   $("event-filters").addEventListener("change", refreshEvents);
   $("event-filters").addEventListener("submit", (ev) => { ev.preventDefault(); refreshEvents(); });
 
@@ -368,7 +400,7 @@
       banner.hidden = false;
       banner.textContent = `Data is stale since ${s.stale_since ? new Date(s.stale_since).toLocaleString() : "start-up"}: the broker cannot be reached. The map will catch up when it returns.`;
     } else banner.hidden = true;
-    $("counters").textContent = `messages: maps ${s.received["imminence.maps"] || 0}, cells ${s.received["imminence.cells"] || 0}, events ${s.received["imminence.indicators"] || 0}, cameras ${s.received["imminence.cameras"] || 0} · skipped malformed ${s.malformed} · repeats ${s.duplicates}`;
+    $("counters").textContent = `messages: maps ${s.received["imminence.maps"] || 0}, cells ${s.received["imminence.cells"] || 0}, events ${s.received["imminence.indicators"] || 0}, cameras ${s.received["imminence.cameras"] || 0}, situations ${s.received["imminence.situations"] || 0} · skipped malformed ${s.malformed} · repeats ${s.duplicates}`;
     $("counters").dataset.malformed = String(s.malformed);
     if (s.snapshot_id && s.snapshot_id !== S.snapshotId) refreshMap();
   }
@@ -394,13 +426,14 @@
     };
     es.addEventListener("map", () => refreshMap());
     es.addEventListener("status", (m) => setStatus(JSON.parse(m.data)));
-    es.addEventListener("event", (m) => pushEvent(JSON.parse(m.data)));
+    es.addEventListener("event", (m) => { pushEvent(JSON.parse(m.data)); if (document.querySelector("#situation-feed tr[data-live='1']")) situationsSoon(); });
+    es.addEventListener("situation", () => situationsSoon());
     es.addEventListener("camera", (m) => { placeCamera(JSON.parse(m.data)); renderCameras(); });
     es.addEventListener("cell", (m) => { const d = JSON.parse(m.data); if (d.cell_id === S.selected) selectCell(d.cell_id); });
   }
 
   async function resync() {
-    await Promise.all([refreshMap(), refreshCameras(), refreshEvents()]);
+    await Promise.all([refreshMap(), refreshCameras(), refreshEvents(), refreshSituations()]);
     if (S.selected) selectCell(S.selected);
   }
 

@@ -128,9 +128,9 @@ def serve_camera(stop_event: Any, config_path: str, camera_id: str, bootstrap: O
     finally:
         bus.close(timeout=15)
     stats = bus.stats()
-    log.info("camera %s stopped: %d clips, %d events, %d frames read, %d analysed, %d dropped, %d reconnects; "
-             "bus sent=%d dropped=%d recovered=%d kept=%d", cam.id, summary.clips, summary.events,
-             summary.frames_read, summary.frames_analysed, summary.frames_dropped, summary.reconnects, stats.sent,
+    log.info("camera %s stopped: %d clips, %d events, %d situation messages, %d frames read, %d analysed, "
+             "%d dropped, %d reconnects; bus sent=%d dropped=%d recovered=%d kept=%d", cam.id, summary.clips,
+             summary.events, summary.situation_messages, summary.frames_read, summary.frames_analysed, summary.frames_dropped, summary.reconnects, stats.sent,
              stats.dropped, stats.recovered, stats.kept)
     return 0
 
