@@ -38,6 +38,8 @@ class BusConfig(_Strict):
     outbox_max_age_s: Optional[float] = Field(default=None, gt=0, description="records waiting longer are dropped (counted); null = no age limit")
     idempotence: Literal["auto", "on", "off"] = Field(default="auto", description="idempotent producer: auto = where the broker grants a producer id (not the embedded tansu)")
     max_poll_records: int = Field(default=200, gt=0)
+    session_timeout_ms: int = Field(default=10_000, ge=1_000, description="consumer-group session: a consumer killed "
+                                    "without leaving holds its partitions this long before the group moves them")
     partitions: int = Field(default=3, gt=0, description="partitions of topics the project creates")
 
     @model_validator(mode="after")

@@ -816,7 +816,9 @@ class KafkaSubscription(Subscription):
             # kafka-python rejects frames above 1 MB by default, below the fetch sizes above:
             # a backlog would then close the connection on every fetch and never be read
             receive_message_max_bytes=32 * 1024 * 1024,
-            **{**bus.client_options(), **bus.consumer_options},
+            **{"session_timeout_ms": cfg.session_timeout_ms,
+               "heartbeat_interval_ms": min(3_000, cfg.session_timeout_ms // 3),
+               **bus.client_options(), **bus.consumer_options},
         )
         self._returned: dict[TopicPartition, int] = {}  # next offset after what poll returned
         #: Called on partition revocation; returns True once the consumer's outputs for everything
