@@ -77,6 +77,15 @@ class Subscription(ABC):
     def close(self) -> None:
         """Leave the group (without committing) and release the connection."""
 
+    def rewind(self) -> None:
+        """Read each partition from its beginning when it is first assigned to this subscription (now or
+        in a later rebalance), whatever its group committed; offsets are still committed (lag).
+
+        For a consumer whose state is a fold of the whole topic (the map service's latest window per
+        cell): after a restart it rebuilds that state from the topic instead of resuming with none.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot rewind")
+
     def __iter__(self) -> Iterator[Received]:
         while True:
             yield from self.poll()
@@ -243,6 +252,9 @@ class InMemoryBus(Bus):
             m.assigned.append((t, p))
             default = 0 if m.from_beginning else len(self._log(t)[p])
             m.positions[(t, p)] = g.committed.get((t, p), default)
+            if m.rewinding and (t, p) not in m.rewound:
+                m.positions[(t, p)] = 0
+                m.rewound.add((t, p))
 
 
 class _MemorySubscription(Subscription):
@@ -256,6 +268,16 @@ class _MemorySubscription(Subscription):
         self.assigned: list[tuple[str, int]] = []
         self.positions: dict[tuple[str, int], int] = {}
         self.closed = False
+        self.rewinding = False
+        self.rewound: set[tuple[str, int]] = set()
+
+    def rewind(self) -> None:
+        with self.bus._lock:
+            self.rewinding = True
+            for tp in self.assigned:
+                if tp not in self.rewound:
+                    self.positions[tp] = 0
+                    self.rewound.add(tp)
 
     def poll(self, timeout: float = 1.0, max_records: int = 100) -> list[Received]:
         deadline = time.monotonic() + timeout

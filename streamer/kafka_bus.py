@@ -788,6 +788,7 @@ class _Revocations(ConsumerRebalanceListener):
     def on_partitions_assigned(self, assigned: Any) -> None:
         log.debug("partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned))
         sub = self.sub
+        sub._rewind_new(assigned)
         if sub.on_assign is not None:
             try:
                 sub.on_assign({(sub.bus.logical(tp.topic), tp.partition) for tp in assigned})
@@ -828,6 +829,8 @@ class KafkaSubscription(Subscription):
         self.on_assign: Optional[Callable[[set[tuple[str, int]]], None]] = None
         self._dlq_pending = False
         self._closed = False
+        self._rewinding = False
+        self._rewound: set[TopicPartition] = set()
         wire = [bus.wire(t) for t in topics]
         if group is not None:
             self._consumer.subscribe(wire, listener=_Revocations(self))
@@ -849,6 +852,19 @@ class KafkaSubscription(Subscription):
             # Resolve the start now, so records published after subscribe() are seen.
             for tp in tps:
                 self._consumer.position(tp)
+
+    def rewind(self) -> None:
+        self._rewinding = True
+        self._rewind_new(self._consumer.assignment())
+
+    def _rewind_new(self, assigned: Any) -> None:
+        """Seek the partitions assigned for the first time to their beginning (after :meth:`rewind`)."""
+        new = [tp for tp in assigned if tp not in self._rewound] if self._rewinding else []
+        if new:
+            self._consumer.seek_to_beginning(*new)
+            self._rewound.update(new)
+            log.info("%s reads from the beginning of %s", self.name,
+                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in new))
 
     @property
     def consumer(self) -> KafkaConsumer:
