@@ -50,6 +50,16 @@ committed only after the snapshot is published and flushed (its commit point),
 and a broker error in poll or commit is counted and retried with the loop's
 capped exponential backoff (logged once per outage); the state is kept and
 the service catches up from its committed offsets.
+
+Restarts: the state (latest window per cell, the event clock, windows too
+old) is a fold of the whole ``imminence.cells`` topic, so a (re)started
+service reads every partition it is assigned from its beginning
+(:meth:`streamer.bus.Subscription.rewind`), not from the group's committed
+offsets, which only say what an earlier process had already folded into a
+state that died with it.  A service killed with ``-9`` mid-stream and
+restarted ends with the snapshot an uninterrupted one ends with (measured:
+``tests/test_faults.py``).  The cost is reading the topic's retention once
+per start (windows beyond the horizon are dropped as they are read).
 """
 from __future__ import annotations
 
@@ -415,7 +425,10 @@ class MapService:
         extra = {"forecast_date": self.forecast.date if self.forecast else None,
                  "cells_live": len(self.cells), "written_at": datetime.now(timezone.utc).isoformat(),
                  "live_horizon_s": self.horizon_s, "windows_too_old": self.stats.too_old,
-                 "too_old_newest": self._too_old_newest.isoformat() if self._too_old_newest else None}
+                 "too_old_newest": self._too_old_newest.isoformat() if self._too_old_newest else None,
+                 # which window (and revision of it) each live cell's value comes from
+                 "live_windows": {cid: {"window_start": c.window_start.isoformat(), "revision": c.revision}
+                                  for cid, c in sorted(self.cells.items())}}
         paths = [write_geojson(self.grid, self._surfaces, out / "map.geojson", extra)]
         for t, s in self._surfaces.items():
             top = float(s["merged"].max()) if s["merged"].size else 0.0
@@ -437,7 +450,8 @@ class MapService:
         self._loop = ConsumerLoop(self.bus, [schemas.TOPIC_CELLS], group=self.cfg.group, client_id=self.client_id,
                                   from_beginning=True, max_records=max_records, handle=self._handle,
                                   after_batch=self._after_batch, on_error=lambda msg, exc: self._count_error(msg),
-                                  lag_every_s=5.0, stop=self._stop, name="map service")
+                                  lag_every_s=5.0, stop=self._stop, name="map service",
+                                  on_open=lambda sub: sub.rewind())  # rebuild the state from the whole topic
         self._loop.run(duration_s=duration_s, idle_exit_s=idle_exit_s, poll_timeout=poll_timeout,
                        finish=self._finish)
         return self.stats

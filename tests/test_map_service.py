@@ -172,6 +172,27 @@ def test_broker_loss_keeps_state_and_catches_up(tmp_path):
     assert {c.cell_id for c in last.layers["robbery"].top_cells[:2]} == {"r1c1", "r3c3"}
 
 
+def test_a_restarted_service_rebuilds_its_state_from_the_whole_topic(tmp_path):
+    """The state dies with the process; the group's committed offsets only say what was folded into it.
+    A new service in the same group re-reads the topic and ends where the first one would have."""
+    g = Grid(box(0, 0, 500, 500), 100.0)
+    bus = InMemoryBus()
+    cfg = MapConfig(radius_m=150, interval_s=0.2, group="map-restart")
+    first = MapService(bus, g, cfg, out_dir=tmp_path / "one", clock=lambda: NOW, files_every_s=60,
+                       crime_types=("robbery",))  # fewer PNGs to draw at exit
+    for rev, v in enumerate([3.0, 7.0]):
+        bus.publish(TOPIC_CELLS, cell_msg("r1c1", v, revision=rev))
+    bus.publish(TOPIC_CELLS, cell_msg("r2c2", 5.0))
+    first.run(idle_exit_s=0.5, poll_timeout=0.05)  # read, published and committed everything
+    assert set(first.cells) == {"r1c1", "r2c2"}
+    bus.publish(TOPIC_CELLS, cell_msg("r3c3", 6.0))
+    second = MapService(bus, g, cfg, out_dir=tmp_path / "two", clock=lambda: NOW, files_every_s=60,
+                        crime_types=("robbery",))
+    second.run(idle_exit_s=0.5, poll_timeout=0.05)
+    assert set(second.cells) == {"r1c1", "r2c2", "r3c3"} and second.cells["r1c1"].revision == 1
+    assert second.stats.received == 4 and second.stats.ignored == 0  # each message read once
+
+
 @pytest.mark.slow
 def test_map_service_on_a_real_broker(kafka_bootstrap, unique_name, tmp_path):
     from streamer.kafka_bus import KafkaBus
