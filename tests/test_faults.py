@@ -10,8 +10,10 @@ Scenarios: broker killed (-9) and restarted on S3 storage while a replay
 publishes; a replay killed mid-clip and restarted; a worker killed under the
 supervisor; a scoring instance killed during a rebalance; garbage, wrong schemas,
 huge, out-of-order and duplicate records; a network (RTSP) source dropped and
-restored; the outbox limit filled while the broker is away; one camera's clock
-jumping backwards (while its worker runs, and across restarts).
+restored; the outbox limit filled while the broker is away; a scorer and the
+map service killed (-9) mid-stream against uninterrupted runs of the same input;
+one camera's clock jumping backwards (while its worker runs, and across
+restarts).
 """
 from __future__ import annotations
 
@@ -673,6 +675,146 @@ def test_scorer_killed_9_mid_window_gives_the_outputs_of_an_uninterrupted_run(ka
     table("scorer kill -9 mid-window against an uninterrupted run (same input)", table_rows)
     assert not differ, [(k, runs["uninterrupted"].get(k), runs["killed"].get(k)) for k in differ[:3]]
     assert len(runs["killed"]) >= 4
+
+
+# -- the map service killed mid-stream (issue 12) -------------------------------------------------------
+def _map_input(grid, base: datetime) -> tuple[list, list, list]:
+    """Three batches of CellImminence for the map: 12 cells with 2..4 one-minute windows of 1..2 revisions,
+    3 cells whose only window ended 30 min before the newest (too old to map), then repeats and stale
+    revisions (redelivery).  A too-old cell has a single message: whether a window later superseded, or a
+    repeat of a dropped one, counts as too old depends on timing, which no run can reproduce."""
+    from geo.vocabulary import CRIME_TYPES
+    from streamer.schemas import CellImminence
+
+    def msg(cell: str, start: datetime, rev: int, k: int) -> CellImminence:
+        imm = {t: round((k * 7 + j * 3 + rev * 5 + start.minute) % 11 * 0.9, 2) for j, t in enumerate(CRIME_TYPES)}
+        return CellImminence(message_id=f"{cell}|{start.isoformat()}|{rev}", cell_id=cell, window_start=start,
+                             window_end=start + timedelta(seconds=60), revision=rev, imminence=imm,
+                             flags={t: v > 5 for t, v in imm.items()}, events=3 + rev, cameras=[f"cam{k}"],
+                             produced_at=start + timedelta(seconds=61))
+
+    cells = [grid.cell_id(3 + k // 4 * 2, 3 + k % 4 * 3) for k in range(12)]
+    live = sorted(((w, rev, k) for k in range(12) for w in range(2 + k % 3) for rev in range(1 + k % 2)))
+    msgs = [msg(cells[k], base + timedelta(minutes=w), rev, k) for w, rev, k in live]
+    stale = [msg(grid.cell_id(12, 3 + 3 * k), base - timedelta(minutes=30), 0, 20 + k) for k in range(3)]
+    repeats = msgs[:10] + [m for m in msgs if m.revision == 0 and m.window_start > base][:5]
+    n1, n2 = len(msgs) * 2 // 5, len(msgs) * 7 // 10
+    return msgs[:n1], msgs[n1:n2] + stale[:2], msgs[n2:] + stale[2:] + repeats
+
+
+def _committed(bootstrap: str, wire_topic: str, group: str) -> int:
+    """Records of ``wire_topic`` the consumer group ``group`` has committed (summed over partitions)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return sum(c.committed(TopicPartition(wire_topic, p)) or 0 for p in c.partitions_for_topic(wire_topic) or ())
+    finally:
+        c.close(autocommit=False)
+
+
+def _capture(errors: list, fn, *args) -> None:
+    try:
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+        errors.append(exc)
+
+
+def _map_outputs(snap, geojson: dict) -> dict:
+    """What a reader of the map keeps: the last snapshot without its id and time, and the map file without
+    its write time (surfaces of every cell, and which window and revision each live cell holds)."""
+    props = {k: v for k, v in geojson["properties"].items() if k != "written_at"}
+    return {"snapshot": snap.model_dump(mode="json", exclude={"snapshot_id", "created_at"}),
+            "file": props, "features": {f["id"]: f["properties"] for f in geojson["features"]}}
+
+
+def test_map_service_killed_9_mid_stream_gives_the_maps_of_an_uninterrupted_run(kafka_bootstrap, unique_name,
+                                                                              tmp_path, procs) -> None:
+    """The same cell input, twice through a real `imminence map`: once uninterrupted, once killed with -9
+    after reading part of the second batch (its snapshots and commits of the first batch done) and
+    restarted.  The last snapshot (every layer's values, classes, top cells, cells live, windows too old)
+    and the map file (every cell's surfaces, each live cell's window and revision) must be identical."""
+    from streamer.kafka_bus import KafkaBus
+    from streamer.schemas import TOPIC_CELLS, MapSnapshot
+    from test_observability import _grid
+
+    grid = _grid()
+    base = datetime(2026, 5, 2, 12, 0, tzinfo=timezone.utc)  # a recording's time: the event clock ages it
+    batches = _map_input(grid, base)
+    total = sum(len(b) for b in batches)
+    runs: dict[str, dict] = {}
+    rows: dict[str, object] = {"cell messages (3 batches, with repeats and stale revisions)": total}
+
+    def updates(p: Proc) -> float:
+        return metric(http_get(p.url() + "/metrics")[1], "imminence_map_cell_updates_total") or 0
+
+    def one(run: str) -> None:
+        ns = f"{unique_name}-{run}"
+        out = tmp_path / run
+        # map.clock: event ages every window against the newest window received, never the wall clock, so
+        # both runs (started at different times) compute the same values from the same input; the default
+        # (auto) ages live windows against the wall clock and no two runs would agree to the last digit.
+        cfg = write_config(tmp_path / f"{run}.yaml", kafka_bootstrap, ns, bus={"session_timeout_ms": 6000}, map={
+            "group": f"{ns}-map", "clock": "event", "interval_s": 0.5, "live_half_life_s": 60,
+            "radius_m": 500, "files_interval_s": 3600, "out_dir": str(out)})  # files: on exit
+        bus = KafkaBus(kafka_bootstrap, namespace=ns)
+        m = Proc(["map", "--config", str(cfg)], tmp_path / f"{run}-1.log")
+        procs.append(m)
+        for b, batch in enumerate(batches):
+            for c in batch:
+                bus.publish(TOPIC_CELLS, c)
+            assert bus.flush(20)
+            if b == 0:
+                body = scrape_until(m, "imminence_map_cell_updates_total", len(batch), timeout=90)
+                # a snapshot published after the batch was read: flushed, then the batch committed
+                scrape_until(m, "imminence_map_snapshots_total", metric(body, "imminence_map_snapshots_total") + 1,
+                             timeout=30)
+            if b == 1 and run == "killed":
+                body = scrape_until(m, "imminence_map_cell_updates_total", len(batches[0]) + 1, timeout=30)
+                m.kill_group()  # the second batch read, its snapshot not (all) published or committed
+                committed = _committed(kafka_bootstrap, bus.wire(TOPIC_CELLS), f"{ns}-map")
+                rows["killed: messages read / snapshots / offsets committed before the kill"] = (
+                    f"{metric(body, 'imminence_map_cell_updates_total'):.0f} / "
+                    f"{metric(body, 'imminence_map_snapshots_total'):.0f} / {committed}")
+                assert committed >= len(batches[0])  # the restart has committed offsets to resume from
+                m = Proc(["map", "--config", str(cfg)], tmp_path / f"{run}-2.log")
+                procs.append(m)
+        bus.close()
+        read = wait_for(lambda: updates(m) >= total and updates(m), 30,
+                        f"{total} cell messages read by the last process ({run}; a restarted map service "
+                        "rebuilds its state by reading its topic from the beginning)", m)
+        time.sleep(0.5)  # anything more would show as a message read twice
+        read = updates(m)
+        assert m.stop() == 0, m.text()[-3000:]  # SIGTERM: the last snapshot published, files written
+        maps = read_topic(kafka_bootstrap, ns, "imminence.maps", lambda ms: bool(ms), timeout=30)
+        last = [s for s in maps if isinstance(s, MapSnapshot)][-1]
+        runs[run] = _map_outputs(last, json.loads((out / "map.geojson").read_text()))
+        live = runs[run]["file"]["live_windows"]
+        rows[f"{run}: messages read by the last process / snapshots on the topic"] = f"{read:.0f} / {len(maps)}"
+        rows[f"{run}: cells live / windows too old / revisions > 0 held"] = (
+            f"{last.cells_live} / {last.windows_too_old} / {sum(1 for w in live.values() if w['revision'] > 0)}")
+        assert read == total  # the restarted process re-read every message, none twice
+
+    # both runs at once (their own namespace, group and files): the test takes as long as the killed one
+    errors: list[BaseException] = []
+    other = threading.Thread(target=lambda: _capture(errors, one, "uninterrupted"), name="uninterrupted")
+    other.start()
+    try:
+        one("killed")
+    finally:
+        other.join(120)
+    if errors:
+        raise errors[0]
+    rows = dict(sorted(rows.items()))  # the runs' rows in a fixed order
+    u, k = runs["uninterrupted"], runs["killed"]
+    differ = sorted(c for c in u["features"].keys() | k["features"].keys()
+                    if u["features"].get(c) != k["features"].get(c))
+    rows["map file cells that differ / snapshot equal / windows+revisions equal"] = (
+        f"{len(differ)} / {u['snapshot'] == k['snapshot']} / {u['file'] == k['file']}")
+    table("map service kill -9 mid-stream against an uninterrupted run (same cell input, map.clock: event)", rows)
+    assert u["snapshot"]["cells_live"] == 12 and u["snapshot"]["windows_too_old"] == 3
+    assert not differ, [(c, u["features"].get(c), k["features"].get(c)) for c in differ[:2]]
+    assert u["file"] == k["file"] and u["snapshot"] == k["snapshot"]
 
 
 # -- one camera's clock jumping backwards (issue 12) ---------------------------------------------------
