@@ -10,8 +10,9 @@ Scenarios: broker killed (-9) and restarted on S3 storage while a replay
 publishes; a replay killed mid-clip and restarted; a worker killed under the
 supervisor; a scoring instance killed during a rebalance; garbage, wrong schemas,
 huge, out-of-order and duplicate records; a network (RTSP) source dropped and
-restored; the outbox limit filled while the broker is away; a scorer and the
-map service killed (-9) mid-stream against uninterrupted runs of the same input;
+restored; the outbox limit filled while the broker is away; the broker killed
+(-9) while a durable and an in-memory outbox are full; a scorer and the map
+service killed (-9) mid-stream against uninterrupted runs of the same input;
 one camera's clock jumping backwards (while its worker runs, and across
 restarts).
 """
@@ -815,6 +816,97 @@ def test_map_service_killed_9_mid_stream_gives_the_maps_of_an_uninterrupted_run(
     assert u["snapshot"]["cells_live"] == 12 and u["snapshot"]["windows_too_old"] == 3
     assert not differ, [(c, u["features"].get(c), k["features"].get(c)) for c in differ[:2]]
     assert u["file"] == k["file"] and u["snapshot"] == k["snapshot"]
+
+
+def test_broker_killed_9_while_the_outbox_is_full(s3_broker, tmp_path, caplog) -> None:
+    """Two publishers with an outbox bound of 20, one durable (SQLite) and one in memory, while the broker
+    is killed -9: 10 events delivered before, 60 accepted during the outage (10 of them already handed to
+    the producer, in flight), then the broker restarts on its S3 storage.  Exact counts per publisher:
+    40 dropped oldest-first among those waiting (counted in stats and the metric, logged), 20 kept (the
+    durable one's file holds exactly those), all 20 delivered after the restart, and every event
+    delivered reaches a downstream deduplicator once."""
+    from prometheus_client import REGISTRY
+
+    from streamer.consume import dedup_key
+    from streamer.dedup import Deduplicator
+    from streamer.kafka_bus import KafkaBus
+    from streamer.outbox import DurableOutbox
+    from streamer.schemas import TOPIC_INDICATORS, IndicatorEvent
+    from test_observability import _grid
+
+    caplog.set_level(logging.INFO, logger="streamer.kafka_bus")
+    ns, bound, before, during = "faults-full", 20, 10, 60
+    cell = _grid().cell_id(4, 6)
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    box = tmp_path / "outbox.sqlite"
+    buses = {"durable": KafkaBus(s3_broker.bootstrap, namespace=ns, outbox_size=bound, idempotence="off",
+                                 durable=DurableOutbox(box, fsync="always")),
+             "in memory": KafkaBus(s3_broker.bootstrap, namespace=ns, outbox_size=bound, idempotence="off")}
+    events = {k: [make_event(f"cam-{k[:3]}", cell, i, start) for i in range(before + during)] for k in buses}
+
+    def dropped_metric() -> float:
+        return REGISTRY.get_sample_value("imminence_bus_dropped_total", {"topic": TOPIC_INDICATORS}) or 0.0
+
+    try:
+        for k, bus in buses.items():
+            for e in events[k][:before]:
+                bus.publish(TOPIC_INDICATORS, e)
+            assert bus.flush(30), k
+        metric0 = dropped_metric()
+        s3_broker.kill()  # kill -9
+        held: dict[str, dict] = {}
+        for k, bus in buses.items():
+            outage = events[k][before:]
+            for e in outage[:bound // 2]:  # handed to the producer (in flight: the bound's other half) ...
+                bus.publish(TOPIC_INDICATORS, e)
+            # the bus's own count of records handed to the producer, which it keeps for the bound
+            wait_for(lambda: bus._inflight == bound // 2, 10, f"{k}: {bound // 2} records in flight")
+            for e in outage[bound // 2:]:  # ... then 50 more: the outbox overflows, the oldest waiting go
+                bus.publish(TOPIC_INDICATORS, e)
+            held[k] = {"stats": bus.stats(), "inflight": bus._inflight, "waiting": len(bus._outbox),
+                       "file": bus.durable.count() if bus.durable else None}
+        metric_during = dropped_metric() - metric0
+        time.sleep(1.0)
+        s3_broker.start()
+        for k, bus in buses.items():
+            assert bus.flush(60), k
+            bus.close(10)
+    finally:
+        for bus in buses.values():
+            bus.close(1)  # idempotent; on a failure the sender threads and the file lock go
+    closed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("kafka bus closed: ")]
+    full = [r for r in caplog.records if "outbox full (20 records)" in r.getMessage()]
+    want = before + bound
+    msgs = read_topic(s3_broker.bootstrap, ns, "imminence.indicators",
+                      lambda ms: len({m.event_id for m in ms if isinstance(m, IndicatorEvent)}) >= 2 * want,
+                      timeout=60, what="every kept event")
+    dedupe = Deduplicator()
+    passed = [m for m in msgs if not dedupe.seen(dedup_key(m))]
+    rows: dict[str, object] = {"outbox bound / accepted before / during the outage": f"{bound} / {before} / {during}"}
+    for k, bus in buses.items():
+        ids = [e.event_id for e in events[k]]
+        outage = ids[before:]
+        kept = set(outage[:bound // 2] + outage[-(bound // 2):])  # in flight, then the newest waiting
+        on_topic = [m.event_id for m in msgs if m.event_id in set(ids)]
+        got = set(on_topic)
+        h = held[k]
+        rows[f"{k}: dropped (stats) / in flight / waiting / rows in the file"] = (
+            f"{h['stats'].dropped} / {h['inflight']} / {h['waiting']} / {h['file']}")
+        rows[f"{k}: delivered before / after the restart / lost beyond the 40 dropped"] = (
+            f"{len(got & set(ids[:before]))} / {len(got & set(outage))} / "
+            f"{len(set(outage) - got - set(outage[bound // 2:-(bound // 2)]))}")
+        rows[f"{k}: copies on the topic / passing the deduplicator"] = (
+            f"{len(on_topic)} / {sum(1 for m in passed if m.event_id in set(ids))}")
+        assert h["stats"].dropped == during - bound and h["inflight"] + h["waiting"] == bound
+        assert h["file"] in (None, bound)  # the durable file holds exactly the kept records
+        assert got == set(ids[:before]) | kept  # the 40 dropped are exactly the oldest waiting ones
+        assert sum(1 for m in passed if m.event_id in set(ids)) == want
+    rows["dropped (metric, both) / 'outbox full' warnings / close lines"] = (
+        f"{metric_during:.0f} / {len(full)} / {'; '.join(c.split(': ', 1)[1] for c in closed)}")
+    table("broker kill -9 while the outbox (bound 20) is full, then restarted (S3 storage)", rows)
+    assert metric_during == 2 * (during - bound)
+    assert len(full) >= 2 and all(r.levelname == "WARNING" for r in full)
+    assert len(closed) == 2 and all(f"dropped={during - bound}" in c for c in closed)
 
 
 # -- one camera's clock jumping backwards (issue 12) ---------------------------------------------------
