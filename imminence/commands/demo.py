@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
     from streamer.kafka_bus import KafkaBus
     from streamer.replay import replay_dataset
     from scenes.generate import generate_dataset
-    from streamer.schemas import (TOPIC_CAMERAS, TOPIC_CELLS, TOPIC_INDICATORS, TOPIC_MAPS, CellImminence,
-                                  MapSnapshot, encode)
+    from streamer.schemas import (TOPIC_CAMERAS, TOPIC_CELLS, TOPIC_INDICATORS, TOPIC_MAPS, TOPIC_SITUATIONS,
+                                  CellImminence, MapSnapshot, encode)
 
     t_start = time.monotonic()
     out = Path(args.out).resolve()
@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
              f"logs in {logs}")
 
         watch_bus = KafkaBus(cfg.bus)
-        watcher = watch_bus.subscribe([TOPIC_INDICATORS, TOPIC_CELLS, TOPIC_MAPS, TOPIC_CAMERAS], group=None,
+        watcher = watch_bus.subscribe([TOPIC_INDICATORS, TOPIC_CELLS, TOPIC_MAPS, TOPIC_CAMERAS, TOPIC_SITUATIONS],
+                                      group=None,
                                       from_beginning=True)
         # Every message seen is also logged, so `imminence web --from` can explain cells afterwards.
         (out / "map").mkdir(parents=True, exist_ok=True)
@@ -169,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         published: set[str] = set()
         cell_latest: dict[tuple[str, str], CellImminence] = {}
         last_map: MapSnapshot | None = None
+        situations: dict[str, str] = {}  # situation id -> its latest type (new, update, end)
         counts: Counter = Counter()
         deadline = time.monotonic() + args.timeout
         last_cell_at = time.monotonic()
@@ -187,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
                         cell_latest[k] = ev
                 elif rec.topic == TOPIC_MAPS:
                     last_map = ev
+                elif rec.topic == TOPIC_SITUATIONS:
+                    situations[ev.situation_id] = ev.type
             counted = {e for c in cell_latest.values() for e in c.event_ids}
             scored = len(published) >= summary.events and (
                 published <= counted or time.monotonic() - last_cell_at > QUIET_S)
@@ -212,8 +216,10 @@ def run(args: argparse.Namespace) -> int:
     counted = {e for c in cell_latest.values() for e in c.event_ids}
     print()
     _say("what arrived on the topics (namespace %s):" % namespace)
-    for topic in (TOPIC_INDICATORS, TOPIC_CELLS, TOPIC_MAPS, TOPIC_CAMERAS):
+    for topic in (TOPIC_INDICATORS, TOPIC_CELLS, TOPIC_MAPS, TOPIC_CAMERAS, TOPIC_SITUATIONS):
         print(f"    {topic:<24}{counts[topic]:>8} messages")
+    ended = sum(t == "end" for t in situations.values())
+    print(f"    situations: {len(situations)} followed, {ended} ended")
     concepts: Counter = Counter()
     for c in cell_latest.values():
         concepts.update(c.concept_counts)
