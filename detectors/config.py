@@ -19,11 +19,14 @@ class OpenCVDetectorConfig(_Strict):
     hog_stride: int = Field(default=8, gt=0)
     resize_width: int = Field(default=960, ge=160, description="frames wider than this are downscaled to it for detection "
                               "(HOG needs people at least ~100 px tall: 640 finds 80% of vtest.avi's frames, 768 98%)")
+    upscale_width: int = Field(default=0, ge=0, description="frames narrower than this are upscaled to it for "
+                               "detection (0 = never): HOG finds no one under ~100 px tall, so a 640-wide camera "
+                               "finds more people at 768")
     motion_only: bool = Field(default=True, description="scan only moving regions (MOG2) for people; false = whole frame")
 
     def model_id(self) -> str:
         """How concept models name this detector (what their features were computed with)."""
-        return "opencv"
+        return f"opencv:up{self.upscale_width}" if self.upscale_width else "opencv"
 
 
 class YOLODetectorConfig(_Strict):

@@ -138,8 +138,11 @@ class OpenCVDetector:
         self.motion, regions = self.motion_estimator.apply(frame)
         h, w = frame.shape[:2]
         scale = min(1.0, self.cfg.resize_width / w)
-        img = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) \
-            if scale < 1.0 else frame
+        if self.cfg.upscale_width > w:
+            scale = min(self.cfg.upscale_width, self.cfg.resize_width) / w
+        img = frame if scale == 1.0 else cv2.resize(
+            frame, (round(w * scale), round(h * scale)),
+            interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
         ih, iw = img.shape[:2]
         boxes: list[list[int]] = []
         scores: list[float] = []
