@@ -86,7 +86,8 @@ def run(incidents, grid, test_from: str, *, targets: Sequence[str] | None = None
     unknown = [t for t in wanted if t not in maps.targets]
     if unknown:
         raise ForecastError(f"unknown crime type(s) {unknown}; the data has {list(maps.targets)}")
-    options = dict(grid=grid, cfg=cfg, kde_radius=kde_radius, progress=progress, curve_png=curve_png, model=model)
+    options = dict(grid=grid, cfg=cfg, kde_radius=kde_radius, progress=progress, curve_png=curve_png, model=model,
+                   targets=wanted)
     built = [create(f, **options) if isinstance(f, str) else f for f in names]
     test_days = np.arange(t0_idx, t1_idx)
     tc = maps.target_counts()
