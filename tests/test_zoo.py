@@ -87,3 +87,22 @@ def test_classical_zoo_forecasters_run_by_name(planted):
     assert set(sc) == {"model", "count_365d", "historical_average"}
     # the planted cells are hot in the long run: every map ranks them high
     assert all(s["pai@10%"] > 3 for s in sc.values()), sc
+
+
+# -- CLI ------------------------------------------------------------------------------------------
+def test_cli_evaluate_runs_any_subset_of_models(capsys):
+    import json
+
+    from imminence.cli import main
+    from tests.test_forecast import CONFIGS, DATA
+
+    common = ["--incidents", str(DATA / "toronto_mci_sample.csv.gz"), "--format", "toronto-mci",
+              "--config", str(CONFIGS / "toronto.yaml"), "--cell-size", "3000"]
+    assert main(["forecast", "evaluate", *common, "--test-from", "2019-10-01", "--crime-type", "all", "--json",
+                 "--models", "logistic,count_365d,prospective_hotspot"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["model_name"] == "logistic" and set(res["scores"]["all"]) == {"model", "count_365d",
+                                                                              "prospective_hotspot"}
+    with pytest.raises(SystemExit):
+        main(["forecast", "evaluate", *common, "--test-from", "2019-10-01", "--models", "logistic,arima"])
+    assert "unknown forecaster(s) ['arima']; known: cnn_lstm" in capsys.readouterr().err

@@ -8,7 +8,8 @@
         --config configs/toronto.yaml --test-from 2019-01-01 --cell-size 450 --crime-type all --json
 
 ``evaluate`` trains on the days before ``--test-from`` and scores every day from
-it with the model and three baselines (yesterday's map, historical average,
+it with the registered forecasters of ``--models`` (the first is the model
+under test), by default the model and three baselines (yesterday's map, historical average,
 KDE of the last 30 days): AUROC, average precision, hit rate and PAI at 1, 5
 and 10% of the city's cells, and Brier, over the cells inside the city.
 Without ``--config`` the Toronto study area (configs/toronto.yaml) is used.
@@ -26,7 +27,7 @@ import pandas as pd
 
 from imminence.commands.incidents import add_format_args, grid_from_args, read_all
 from imminence.errors import CommandError
-from mapping.forecast import backtest
+from mapping.forecast import backtest, registry
 from mapping.forecast.data import daily_maps
 from mapping.forecast.output import DayForecast, write
 from mapping.forecast.train import ForecastError, Forecaster, TrainConfig, fit
@@ -91,8 +92,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--kde-radius", type=float, default=None, help="search radius of the KDE baseline in metres "
                                                                    "(default forecast.kde_radius_m, 1000)")
     e.add_argument("--checkpoint", help="score this checkpoint instead of training one")
+    e.add_argument("--models", type=_model_list, default=None, metavar="NAME,NAME,...",
+                   help="registered forecasters to score, the model under test first (default: cnn_lstm and the "
+                        "three baselines); e.g. gradient_boosting,historical_average,count_365d,"
+                        "prospective_hotspot,kde_30d (an unknown name lists the registered ones)")
     e.add_argument("--json", action="store_true", help="print the scores as JSON")
     e.set_defaults(func=evaluate)
+
+
+def _model_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in registry.names()]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown forecaster(s) {unknown or text!r}; known: "
+                                         + ", ".join(registry.names()))
+    return names
 
 
 def _settings(args: argparse.Namespace) -> None:
@@ -201,7 +215,8 @@ def evaluate(args: argparse.Namespace) -> int:
         model = Forecaster.load(args.checkpoint, grid_id=grid.grid_id) if args.checkpoint else None
         res, _ = backtest.run(inc, grid, args.test_from, targets=args.crime_type, cfg=cfg, test_to=args.test_to,
                               train_from=args.train_from, kde_radius=args.kde_radius,
-                              progress=sys.stderr.isatty(), curve_png=args.curve, model=model)
+                              progress=sys.stderr.isatty(), curve_png=args.curve, model=model,
+                              forecasters=args.models)
     except (ForecastError, IncidentError, GridError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     d = res.as_dict()
