@@ -12,6 +12,10 @@ it with the registered forecasters of ``--models`` (the first is the model
 under test), by default the model and three baselines (yesterday's map, historical average,
 KDE of the last 30 days): AUROC, average precision, hit rate and PAI at 1, 5
 and 10% of the city's cells, and Brier, over the cells inside the city.
+``evaluate --rolling 12`` refits every forecaster at the 12 latest monthly
+origins instead and prints every metric (also PEI, the Poisson log score, AUROC
+over the cells that saw crime, shares 0.5 to 10%) pooled over the months with
+bootstrap 95% intervals, and each model minus the best baseline (paired).
 Without ``--config`` the Toronto study area (configs/toronto.yaml) is used.
 """
 from __future__ import annotations
@@ -231,7 +235,8 @@ def format_rolling(res: dict) -> str:
             cells = [by_model[m][k] for m in models]
             lines.append(f"{k:<14}" + "".join(f"{_ci(c['value'], c['lo'], c['hi']):>{w}}" for c in cells))
         for m, by_metric in res["paired"].get(target, {}).items():
-            lines += ["", f"{target}: {m} minus the best baseline per metric (paired bootstrap 95% interval)"]
+            lines += ["", f"{target}: {m} minus the best baseline per metric (paired bootstrap 95% interval; "
+                      f"* = interval excludes 0; brier and logscore: lower is better)"]
             for k in ROLLING_METRICS:
                 if k in by_metric:
                     d = by_metric[k]
