@@ -31,7 +31,7 @@ from mapping.forecast.data import DailyMaps
 #: modules whose import registers the built-in forecasters (the registry's list)
 BUILT_IN = ("mapping.forecast.baselines", "mapping.forecast.cnn_lstm", "mapping.forecast.count365",
             "mapping.forecast.prospective", "mapping.forecast.logistic", "mapping.forecast.random_forest",
-            "mapping.forecast.gradient_boosting")
+            "mapping.forecast.gradient_boosting", "mapping.forecast.sepp")
 
 
 @dataclass(frozen=True)
