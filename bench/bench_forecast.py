@@ -69,7 +69,7 @@ def time_steps(maps, width: float, steps: int, block: int, history: int = 30) ->
 
 
 #: every registered forecaster but the CNN-LSTM (too slow to refit 12 times on 2 CPU cores)
-CLASSICAL = ("gradient_boosting", "random_forest", "logistic", "historical_average", "count_365d",
+CLASSICAL = ("gradient_boosting", "random_forest", "logistic", "sepp", "historical_average", "count_365d",
              "prospective_hotspot", "kde_30d", "yesterday")
 
 
@@ -127,6 +127,8 @@ def main() -> int:
     ap.add_argument("--rolling", type=int, default=0, metavar="N",
                     help="only the rolling-origin backtest at N monthly origins of the classical zoo (all crime)")
     ap.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of the rolling backtest")
+    ap.add_argument("--models", default=",".join(CLASSICAL),
+                    help="forecasters of --rolling and --shift-only (default: every one but the CNN-LSTM)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -138,12 +140,12 @@ def main() -> int:
           f"{int(grid.mask.sum())} cells of 450 m inside the city; torch threads {torch.get_num_threads()}")
     out: dict = {"settings": vars(args)}
     if args.rolling:
-        out["rolling"] = rolling_bench(inc, grid, args.rolling, boot=args.boot)
+        out["rolling"] = rolling_bench(inc, grid, args.rolling, models=args.models.split(","), boot=args.boot)
         if args.json:
             Path(args.json).write_text(json.dumps(out, indent=1, default=str))
         return 0
     if not args.timing_only:
-        _shift(inc, grid, out)
+        _shift(inc, grid, out, args)
         if args.shift_only:
             return 0
     cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, width=args.width)
@@ -157,9 +159,9 @@ def main() -> int:
     return 0
 
 
-def _shift(inc, grid: Grid, out: dict) -> None:
+def _shift(inc, grid: Grid, out: dict, args) -> None:
     print("\n== grid shifted by half a cell (225 m east and north): all crime, 2019, every model but the CNN-LSTM")
-    sc = shift_check(inc, grid)
+    sc = shift_check(inc, grid, args.models.split(","))
     out["shift"] = sc
     print(f"{'method':<20}{'grid':<9}" + "".join(f"{m:>9}" for m in METRICS[:-1]))
     for b in sc["origin"]:
