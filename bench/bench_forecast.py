@@ -147,6 +147,8 @@ def main() -> int:
     if not args.timing_only:
         _shift(inc, grid, out, args)
         if args.shift_only:
+            if args.json:
+                Path(args.json).write_text(json.dumps(out, indent=1, default=str))
             return 0
     cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, width=args.width)
     maps, t0, t1 = backtest.prepare(inc, grid, "2019-01-01")
