@@ -10,7 +10,8 @@ scores over the cells inside the city (configs/toronto_area.geojson).
 
     .venv/bin/python bench/bench_forecast.py [--epochs 4] [--max-steps 15] [--width 0.25] [--json out.json]
     .venv/bin/python bench/bench_forecast.py --timing-only     # speed figures only (about 2 minutes)
-    .venv/bin/python bench/bench_forecast.py --shift-only      # half-cell grid shift of the baselines
+    .venv/bin/python bench/bench_forecast.py --shift-only      # half-cell grid shift of the classical zoo
+    .venv/bin/python bench/bench_forecast.py --rolling 12      # rolling origins, classical zoo, all crime
 
 Reads /work/shared/data/toronto_mci_to2019.csv.gz (or --incidents); runtime is
 bounded by --epochs x --max-steps training steps (about 10 s each on 2 busy cores).
@@ -67,22 +68,49 @@ def time_steps(maps, width: float, steps: int, block: int, history: int = 30) ->
     return float(np.mean(times)), int(np.ceil((len(maps.days) - first) / block))
 
 
-def shift_check(inc, grid: Grid) -> dict:
-    """How far the baselines' 2019 scores move when the grid shifts by half a cell (both axes)."""
-    from mapping.forecast import baselines
-    from mapping.forecast.evaluate import score_all
+#: every registered forecaster but the CNN-LSTM (too slow to refit 12 times on 2 CPU cores)
+CLASSICAL = ("gradient_boosting", "random_forest", "logistic", "sepp", "historical_average", "count_365d",
+             "prospective_hotspot", "kde_30d", "yesterday")
 
+
+def shift_check(inc, grid: Grid, models=CLASSICAL) -> dict:
+    """How far each model's 2019 scores (all crime) move when the grid shifts by half a cell (both axes)."""
     half = grid.cell_size / 2
     shifted = Grid(grid.area, grid.cell_size, grid.projection, origin_xy=(grid.x0 - half, grid.y0 - half))
     out = {}
     for name, g in (("origin", grid), ("shifted", shifted)):
-        maps, t0, t1 = backtest.prepare(inc, g, "2019-01-01")
-        tc = maps.target_counts()
-        days = np.arange(t0, t1)
-        k = maps.targets.index("all")
-        out[name] = {b: score_all(baselines.predict(b, tc, days, k, g), tc[days, k], maps.mask)
-                     for b in ("historical_average", "yesterday")}
+        sc = {}
+        for m in models:   # one at a time: each is "model" in its run
+            res, _ = backtest.run(inc, g, "2019-01-01", targets=["all"], progress=False, forecasters=[m])
+            sc[m] = res.scores["all"]["model"]
+        out[name] = sc
     return out
+
+
+def rolling_bench(inc, grid: Grid, n: int, models=CLASSICAL, boot: int = 1000) -> dict:
+    """Rolling-origin backtest of ``models`` for all crime, plus each model's fit and one-day predict time."""
+    from imminence.commands.forecast import format_rolling
+    from mapping.forecast.registry import create
+
+    built = [create(m, grid=grid, targets=["all"]) for m in models]
+    t = time.perf_counter()
+    res = backtest.rolling(inc, grid, origins=n, forecasters=built, targets=["all"], boot=boot)
+    wall = time.perf_counter() - t
+    d = res.as_dict()
+    print(f"\n== rolling origins, all crime ({wall:.0f} s in all)")
+    print(format_rolling(d))
+    maps, _, _ = backtest.prepare(inc, grid, res.origins[-1])
+    one = {}
+    for fc in built:   # each is fitted at the last origin: time one day's forecast (the day after the data)
+        tp = time.perf_counter()
+        fc.predict(maps, np.array([len(maps.days)]), ["all"])
+        one[fc.name] = time.perf_counter() - tp
+    print(f"\n{'model':<22}{'fit s/origin':>14}{'predict 1 day s':>17}")
+    for m in models:
+        print(f"{m:<22}{d['timing'][m]['fit_s']:>14.2f}{one[m]:>17.3f}")
+    d["predict_one_day_s"] = one
+    d["wall_s"] = wall
+    return d
 
 
 def main() -> int:
@@ -96,6 +124,11 @@ def main() -> int:
     ap.add_argument("--skip-timing", action="store_true")
     ap.add_argument("--shift-only", action="store_true", help="only the half-cell grid shift check (baselines, fast)")
     ap.add_argument("--timing-only", action="store_true", help="only the training-speed and one-day prediction timing")
+    ap.add_argument("--rolling", type=int, default=0, metavar="N",
+                    help="only the rolling-origin backtest at N monthly origins of the classical zoo (all crime)")
+    ap.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of the rolling backtest")
+    ap.add_argument("--models", default=",".join(CLASSICAL),
+                    help="forecasters of --rolling and --shift-only (default: every one but the CNN-LSTM)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -106,9 +139,16 @@ def main() -> int:
           f"{ {k: v for k, v in rep.rejected.items() if v} }); grid {grid.rows}x{grid.cols}, "
           f"{int(grid.mask.sum())} cells of 450 m inside the city; torch threads {torch.get_num_threads()}")
     out: dict = {"settings": vars(args)}
+    if args.rolling:
+        out["rolling"] = rolling_bench(inc, grid, args.rolling, models=args.models.split(","), boot=args.boot)
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+        return 0
     if not args.timing_only:
-        _shift(inc, grid, out)
+        _shift(inc, grid, out, args)
         if args.shift_only:
+            if args.json:
+                Path(args.json).write_text(json.dumps(out, indent=1, default=str))
             return 0
     cfg = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, width=args.width)
     maps, t0, t1 = backtest.prepare(inc, grid, "2019-01-01")
@@ -121,9 +161,9 @@ def main() -> int:
     return 0
 
 
-def _shift(inc, grid: Grid, out: dict) -> None:
-    print("\n== grid shifted by half a cell (225 m east and north): all crime, 2019, baselines")
-    sc = shift_check(inc, grid)
+def _shift(inc, grid: Grid, out: dict, args) -> None:
+    print("\n== grid shifted by half a cell (225 m east and north): all crime, 2019, every model but the CNN-LSTM")
+    sc = shift_check(inc, grid, args.models.split(","))
     out["shift"] = sc
     print(f"{'method':<20}{'grid':<9}" + "".join(f"{m:>9}" for m in METRICS[:-1]))
     for b in sc["origin"]:

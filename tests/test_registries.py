@@ -47,7 +47,7 @@ def examples() -> dict[str, types.ModuleType]:
 def test_unknown_names_are_refused_with_the_registered_ones():
     with pytest.raises(ValueError, match=r"kernel must be one of \('gaussian', 'quartic'.*got 'cone'"):
         MapConfig(kernel="cone")
-    with pytest.raises(ValueError, match="unknown forecaster 'arima'; known: cnn_lstm, historical_average"):
+    with pytest.raises(ValueError, match="unknown forecaster 'arima'; known: cnn_lstm, count_365d, gradient_boosting"):
         registry.create("arima")
     with pytest.raises(ValueError, match="already registered"):
         kernels.register("quartic")(lambda d, r: d)

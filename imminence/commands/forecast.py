@@ -8,9 +8,14 @@
         --config configs/toronto.yaml --test-from 2019-01-01 --cell-size 450 --crime-type all --json
 
 ``evaluate`` trains on the days before ``--test-from`` and scores every day from
-it with the model and three baselines (yesterday's map, historical average,
+it with the registered forecasters of ``--models`` (the first is the model
+under test), by default the model and three baselines (yesterday's map, historical average,
 KDE of the last 30 days): AUROC, average precision, hit rate and PAI at 1, 5
 and 10% of the city's cells, and Brier, over the cells inside the city.
+``evaluate --rolling 12`` refits every forecaster at the 12 latest monthly
+origins instead and prints every metric (also PEI, the Poisson log score, AUROC
+over the cells that saw crime, shares 0.5 to 10%) pooled over the months with
+bootstrap 95% intervals, and each model minus the best baseline (paired).
 Without ``--config`` the Toronto study area (configs/toronto.yaml) is used.
 """
 from __future__ import annotations
@@ -26,7 +31,7 @@ import pandas as pd
 
 from imminence.commands.incidents import add_format_args, grid_from_args, read_all
 from imminence.errors import CommandError
-from mapping.forecast import backtest
+from mapping.forecast import backtest, registry
 from mapping.forecast.data import daily_maps
 from mapping.forecast.output import DayForecast, write
 from mapping.forecast.train import ForecastError, Forecaster, TrainConfig, fit
@@ -84,15 +89,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e = sub.add_parser("evaluate", help="train before --test-from, score from it against three baselines")
     _common(e)
     _train_args(e)
-    e.add_argument("--test-from", required=True, help="first test day, YYYY-MM-DD")
+    e.add_argument("--test-from", help="first test day, YYYY-MM-DD (needed unless --rolling)")
+    e.add_argument("--rolling", type=int, metavar="N", help="rolling-origin backtest instead: refit at the N latest "
+                   "monthly origins, score --horizon days from each, pool with bootstrap 95%% intervals")
+    e.add_argument("--horizon", type=int, default=30, help="days scored from each rolling origin (default 30)")
+    e.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of the days (default 1000)")
     e.add_argument("--test-to", help="first day after the test period (default: end of the data)")
     e.add_argument("--crime-type", action="append", help="type to report, or 'all' (all crime); repeatable; "
                                                          "default: every type and all")
     e.add_argument("--kde-radius", type=float, default=None, help="search radius of the KDE baseline in metres "
                                                                    "(default forecast.kde_radius_m, 1000)")
     e.add_argument("--checkpoint", help="score this checkpoint instead of training one")
+    e.add_argument("--models", type=_model_list, default=None, metavar="NAME,NAME,...",
+                   help="registered forecasters to score, the model under test first (default: cnn_lstm and the "
+                        "three baselines); e.g. gradient_boosting,historical_average,count_365d,"
+                        "prospective_hotspot,kde_30d (an unknown name lists the registered ones)")
     e.add_argument("--json", action="store_true", help="print the scores as JSON")
     e.set_defaults(func=evaluate)
+
+
+def _model_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in registry.names()]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown forecaster(s) {unknown or text!r}; known: "
+                                         + ", ".join(registry.names()))
+    return names
 
 
 def _settings(args: argparse.Namespace) -> None:
@@ -192,16 +214,65 @@ def format_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+ROLLING_METRICS = ("auroc", "auroc_active", "ap", "hit@0.5%", "hit@1%", "hit@2%", "hit@5%", "hit@10%", "pai@0.5%",
+                   "pai@1%", "pai@2%", "pai@5%", "pai@10%", "pei@0.5%", "pei@1%", "pei@2%", "pei@5%", "pei@10%",
+                   "brier", "logscore")
+
+
+def format_rolling(res: dict) -> str:
+    """Per target: each metric's pooled value [95 % interval] per forecaster, then each model minus the best baseline."""
+    models = res["models"]
+    lines = [f"rolling origins {res['origins'][0]} .. {res['origins'][-1]} ({len(res['origins'])} origins, "
+             f"{res['test_days']} days scored, up to {res['horizon_days']} per origin), {res['cells']} cells of "
+             f"{res['cell_size_m']:g} m, grid {res['grid_id']}; {res['boot']} bootstrap resamples of the days; "
+             f"baselines: {', '.join(res['baselines']) or 'none'}"]
+    w = 26
+    for target, by_model in res["scores"].items():
+        lines += ["", f"{target:<14}" + "".join(f"{m:>{w}}" for m in models)]
+        for k in ROLLING_METRICS:
+            if k not in by_model[models[0]]:
+                continue
+            cells = [by_model[m][k] for m in models]
+            lines.append(f"{k:<14}" + "".join(f"{_ci(c['value'], c['lo'], c['hi']):>{w}}" for c in cells))
+        for m, by_metric in res["paired"].get(target, {}).items():
+            lines += ["", f"{target}: {m} minus the best baseline per metric (paired bootstrap 95% interval; "
+                      f"* = interval excludes 0; brier and logscore: lower is better)"]
+            for k in ROLLING_METRICS:
+                if k in by_metric:
+                    d = by_metric[k]
+                    sig = "" if d["lo"] <= 0 <= d["hi"] else "  *"
+                    lines.append(f"  {k:<14}{d['baseline']:<22}{_ci(d['diff'], d['lo'], d['hi'], '+'):>{w}}{sig}")
+    lines += ["", "fit s/origin, predict s/day: " + ", ".join(
+        f"{m} {t['fit_s']:.2f}, {t['predict_s_per_day']:.4f}" for m, t in res["timing"].items())]
+    return "\n".join(lines)
+
+
+def _ci(v: float, lo: float, hi: float, sign: str = "") -> str:
+    if abs(v) >= 10:
+        return f"{v:{sign}.2f} [{lo:.2f}, {hi:.2f}]"
+    return f"{v:{sign}.4f} [{lo:.4f}, {hi:.4f}]"
+
+
 def evaluate(args: argparse.Namespace) -> int:
     try:
         _settings(args)
         cfg = _cfg(args)
         grid = grid_from_args(args)
+        if not args.rolling and not args.test_from:
+            raise ForecastError("give --test-from YYYY-MM-DD, or --rolling N for a rolling-origin backtest")
         inc, _ = read_all(args.incidents, args)
+        if args.rolling:
+            rres = backtest.rolling(inc, grid, origins=args.rolling, forecasters=args.models,
+                                    horizon_days=args.horizon, targets=args.crime_type, cfg=cfg,
+                                    train_from=args.train_from, kde_radius=args.kde_radius, boot=args.boot,
+                                    progress=sys.stderr.isatty())
+            print(json.dumps(rres.as_dict(), indent=1) if args.json else format_rolling(rres.as_dict()))
+            return 0
         model = Forecaster.load(args.checkpoint, grid_id=grid.grid_id) if args.checkpoint else None
         res, _ = backtest.run(inc, grid, args.test_from, targets=args.crime_type, cfg=cfg, test_to=args.test_to,
                               train_from=args.train_from, kde_radius=args.kde_radius,
-                              progress=sys.stderr.isatty(), curve_png=args.curve, model=model)
+                              progress=sys.stderr.isatty(), curve_png=args.curve, model=model,
+                              forecasters=args.models)
     except (ForecastError, IncidentError, GridError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     d = res.as_dict()

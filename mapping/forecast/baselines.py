@@ -91,6 +91,8 @@ class Baseline:
     """Scores from :meth:`score`; probabilities from them, calibrated on the year before ``train_end``."""
 
     name = ""
+    #: a baseline (no learned parameters): the rolling backtest compares every other forecaster with the best of these
+    baseline = True
     calibration_days = 365
 
     def __init__(self) -> None:

@@ -13,7 +13,7 @@ registered here under a name, with two methods:
 ``GridPredictionArray``, with days and crime types stacked), so the backtest
 scores any list of forecasters alike.  :func:`create` builds a forecaster from
 its name, offering it the shared options (``grid``, ``cfg``, ``kde_radius``,
-``progress``, ``curve_png``): a class takes those its ``__init__`` names.
+``progress``, ``curve_png``, ``targets``): a class takes those its ``__init__`` names.
 Adding a forecaster is one new module plus its name in :data:`BUILT_IN`
 (worked example: ``docs/extending.md``).
 """
@@ -29,7 +29,9 @@ import numpy as np
 from mapping.forecast.data import DailyMaps
 
 #: modules whose import registers the built-in forecasters (the registry's list)
-BUILT_IN = ("mapping.forecast.baselines", "mapping.forecast.cnn_lstm")
+BUILT_IN = ("mapping.forecast.baselines", "mapping.forecast.cnn_lstm", "mapping.forecast.count365",
+            "mapping.forecast.prospective", "mapping.forecast.logistic", "mapping.forecast.random_forest",
+            "mapping.forecast.gradient_boosting", "mapping.forecast.sepp")
 
 
 @dataclass(frozen=True)
