@@ -3,9 +3,10 @@ sample of OpenCV's plaza recording (people walking), and on resized, re-encoded,
 copies of it, and on the same place with nobody in it.
 
 The clips go through the camera worker's own path (:func:`streamer.offline.analyse_file`) with the
-detectors section of ``configs/demo.yaml``: the scene-trained YOLO, the committed concept classifier,
-evidence gating, abstention and GMCP. ``bench/bench_real_footage.py`` reports the same figures on the
-whole recording.
+detectors section of each shipped configuration with a concept stage: ``configs/demo.yaml`` (the
+scene-trained YOLO and its concept classifier) and ``configs/cameras.yaml`` (OpenCV's HOG people
+detector and the classifier trained on its features), with evidence gating, abstention and GMCP.
+``bench/bench_real_footage.py`` reports the same figures on the whole recording.
 """
 from __future__ import annotations
 
@@ -23,16 +24,16 @@ SAMPLE = ROOT / "tests" / "data" / "vtest_6s.mp4"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def demo_detectors():
+@pytest.fixture(scope="module", params=["demo.yaml", "cameras.yaml"])
+def demo_detectors(request):
     import os
 
     from imminence.config import load_config
 
     cwd = os.getcwd()
-    os.chdir(ROOT)  # the demo config names its model files relative to the repository
+    os.chdir(ROOT)  # the configs name their model files relative to the repository
     try:
-        cfg = load_config(ROOT / "configs" / "demo.yaml")[0].detectors
+        cfg = load_config(ROOT / "configs" / request.param)[0].detectors
         for attr in ("weights",):
             if hasattr(cfg.detector, attr):
                 setattr(cfg.detector, attr, str(ROOT / getattr(cfg.detector, attr)))
