@@ -51,12 +51,13 @@ def main() -> int:
     from detectors.concepts.classifiers import ConceptModel
     from detectors.cooccurrence import load_matrices
     from detectors.evaluate import plot_confusion
-    from imminence.commands.concepts import (EVENT_PREFIX, classify_episodes, clips_for, detectors_config,
-                                             evaluate_videos, label_videos)
+    from imminence.config import load_config
+    from streamer.concept_runs import (EVENT_PREFIX, classify_episodes, clips_for, detectors_config, evaluate_videos,
+                                       label_videos)
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    cfg = detectors_config(args.config, None, 320)
+    cfg = detectors_config(load_config(args.config)[0].detectors, None, 320)
     model = ConceptModel.load(cfg.concepts.model)
     concepts = model.concepts
     fps = model.analysis.fps

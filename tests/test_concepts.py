@@ -386,7 +386,8 @@ def test_lookahead_labels_a_clip_with_its_future_clips() -> None:
 
 def test_episode_classification_with_one_matrix_per_event_class() -> None:
     from detectors.cooccurrence import learn_per_class
-    from imminence.commands.concepts import VideoClips, classify_episodes, episode_sequences  # noqa: I001
+    from streamer.concept_runs import classify_episodes, episode_sequences
+    from streamer.offline import VideoClips
 
     concepts = ["normal", "sneaking", "suspicious_exit", "loitering"]
     truth = ["normal", "sneaking", "sneaking", "suspicious_exit", "normal", "loitering", "loitering", "loitering",

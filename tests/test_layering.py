@@ -53,3 +53,13 @@ def test_nothing_imports_the_scene_generator_from_below() -> None:
            for path in sorted((ROOT / package).rglob("*.py"))
            for name in _imports(path) if name.split(".")[0] == "scenes"]
     assert not bad, "\n".join(bad)
+
+
+def test_benchmarks_and_tests_take_the_concept_engine_from_streamer() -> None:
+    """`imminence concepts` is argument parsing and printing only: the offline analysis, labelling and evaluation
+    it runs live in :mod:`streamer.concept_runs`, which benchmarks and tests import instead of the CLI module."""
+    bad = [f"{path.relative_to(ROOT)} imports {name}"
+           for folder in ("bench", "tests")
+           for path in sorted((ROOT / folder).rglob("*.py"))
+           for name in _imports(path) if name == "imminence.commands.concepts"]
+    assert not bad, "\n".join(bad)

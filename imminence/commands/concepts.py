@@ -22,131 +22,36 @@ the per-clip arg-max on those (held-out) clips, offline GMCP labelling with
 and the dataset staged episodes, the event class of each episode by
 :func:`detectors.gmcp.classify_video`; it writes the confusion matrices as PNG and
 the figures as ``evaluation.json``.
+
+This module only parses arguments, prints and writes results: the engine (dataset
+analysis and its feature cache, labelling, evaluation, episode classification) is
+:mod:`streamer.concept_runs`, which the benchmarks and tests use as well.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
 from imminence.errors import CommandError
-from streamer.offline import VideoClips, analyse_dataset
+from streamer.concept_runs import (EVENT_PREFIX, classify_episodes, clips_for, concept_vocabulary,
+                                   dataset_clip_seconds, detectors_config, episode_sequences, evaluate_videos,
+                                   label_videos)
 
-log = logging.getLogger(__name__)
 
-
-def detectors_config(config: Optional[str], weights: Optional[str], imgsz: int, concepts_model: Optional[str] = None,
-                     cooccurrence: Optional[str] = None, held: Optional[str] = None) -> Any:
+def _detectors_config(config: Optional[str], weights: Optional[str], imgsz: int, concepts_model: Optional[str] = None,
+                      cooccurrence: Optional[str] = None, held: Optional[str] = None) -> Any:
     """The detectors section: from an imminence config file if given, with command-line overrides."""
-    from detectors.config import DetectorsConfig, YOLODetectorConfig
-
+    base = None
     if config:
         from imminence.config import load_config
 
-        cfg = load_config(config)[0].detectors.model_copy(deep=True)
-    else:
-        cfg = DetectorsConfig()
-    if weights:
-        cfg.detector = YOLODetectorConfig(weights=weights, imgsz=imgsz)
-    if held:
-        from detectors.config import HeldObjectsConfig
-
-        cfg.held_objects = HeldObjectsConfig(weights=held)
-    if concepts_model is not None:
-        cfg.concepts.model = concepts_model
-    if cooccurrence is not None:
-        cfg.gmcp.cooccurrence = cooccurrence
-    return cfg
-
-
-EVENT_PREFIX = "event:"  # co-occurrence matrices per event class are stored as "event:<kind>"
-VIDEO_BETA = 1.0  # GMCP weight for video classification (weighting "log"), chosen on validation seed 5
-
-
-def episode_clips(v: VideoClips, first: int, end: int) -> list[int]:
-    """Positions in ``v``'s clip lists of the clips with ground-truth index in [first, end)."""
-    return [i for i, idx in enumerate(v.indices) if first <= idx < end]
-
-
-def episode_sequences(videos: list[VideoClips]) -> dict[str, list[list[str]]]:
-    """Ground-truth concept sequence of every staged episode, grouped by the episode's kind."""
-    out: dict[str, list[list[str]]] = {}
-    for v in videos:
-        for kind, first, end in v.episodes:
-            seq = [v.truth[i] for i in episode_clips(v, first, end)]
-            if len(seq) >= 2:
-                out.setdefault(kind, []).append(seq)
-    return out
-
-
-def classify_episodes(videos: list[VideoClips], concepts: list[str], matrices: dict[str, np.ndarray],
-                      decay: float) -> dict:
-    """Event class of every held-out episode by :func:`detectors.gmcp.classify_video` (one matrix per class)."""
-    from detectors.gmcp import classify_video
-
-    truth, pred = [], []
-    for v in videos:
-        for kind, first, end in v.episodes:
-            pos = episode_clips(v, first, end)
-            if len(pos) < 2:
-                continue
-            S = np.array([[v.scores[i][c] for c in concepts] for i in pos])
-            truth.append(kind)
-            pred.append(classify_video(S, matrices, weighting="log", beta=VIDEO_BETA, decay=decay)[0])
-    right = sum(t == p for t, p in zip(truth, pred))
-    per = {k: f"{sum(t == p for t, p in zip(truth, pred) if t == k)}/{truth.count(k)}" for k in sorted(set(truth))}
-    return {"episodes": len(truth), "correct": right, "accuracy": right / len(truth) if truth else 0.0,
-            "classes": len(matrices), "per_class": per}
-
-
-def concept_vocabulary() -> list[str]:
-    from geo.vocabulary import CONCEPTS
-
-    return list(CONCEPTS)
-
-
-def clips_for(dataset: str, cfg: Any, fps: float, max_seconds: Optional[float], cache: Optional[str]) -> list[VideoClips]:
-    """The dataset's analysed clips: from ``cache`` when the same analysis was cached there, else analysed now."""
-    import hashlib
-
-    from detectors.analyzer import detector_id
-    from detectors.concepts.features import FEATURE_VERSION
-    from streamer.offline import load_clips, save_clips
-
-    root = Path(dataset).resolve()
-    path = None
-    if cache:
-        stamp = (root / "manifest.json").stat().st_mtime if (root / "manifest.json").exists() else 0
-        key = f"{root}|{stamp}|{detector_id(cfg)}|{fps}|{max_seconds}|{FEATURE_VERSION}"
-        path = Path(cache) / f"{root.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
-        if path.exists():
-            log.info("%s: clips from the cache %s", dataset, path)
-            return load_clips(path)
-    no_model = cfg.model_copy(deep=True)
-    no_model.concepts.model = None  # features only: labels are (re)computed from them
-    videos = analyse_dataset(dataset, no_model, fps=fps, max_seconds=max_seconds)
-    if path is not None:
-        save_clips(path, videos)
-    return videos
-
-
-def label_videos(videos: list[VideoClips], cfg: Any, model: Any, fps: float) -> None:
-    """Label every clip in order through a fresh :class:`detectors.concepts.stage.ConceptStage` per camera,
-    exactly as a worker's stage labels them (evidence, abstention, GMCP window)."""
-    from detectors.concepts.stage import ConceptStage
-
-    for v in videos:
-        stage = ConceptStage(cfg, fps, model=model)
-        v.labels, v.methods, v.scores = [], [], []
-        for x, det in zip(v.features, v.detected):
-            lab = stage.label(np.asarray(x), det)
-            v.labels.append(lab.label)
-            v.methods.append(lab.method)
-            v.scores.append(dict(lab.scores) if lab.scores else {c: float(c == "normal") for c in model.concepts})
+        base = load_config(config)[0].detectors
+    return detectors_config(base, weights, imgsz, concepts_model=concepts_model, cooccurrence=cooccurrence,
+                            held=held)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -202,11 +107,11 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out or "artifacts/concepts")
     concepts = concept_vocabulary()
     try:
-        cfg = detectors_config(args.config, args.weights, args.imgsz, held=args.held)
+        cfg = _detectors_config(args.config, args.weights, args.imgsz, held=args.held)
         videos = [v for d in args.dataset for v in clips_for(d, cfg, args.fps, args.max_seconds, args.cache)]
         X = np.array([f for v in videos for f in v.features])
         y = [c for v in videos for c in v.truth]
-        clip_seconds = _clip_seconds(args.dataset)
+        clip_seconds = dataset_clip_seconds(args.dataset)
         model = train_concept_model(
             X, y, concepts, seed=args.seed,
             analysis={"fps": args.fps, "clip_seconds": clip_seconds, "detector": detector_id(cfg)},
@@ -228,53 +133,6 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _clip_seconds(datasets: list[str]) -> float:
-    """The one clip length of the datasets' ground truth (a model is trained on one length)."""
-    from streamer.dataset import Dataset, DatasetError
-
-    lengths = set()
-    for d in datasets:
-        ds = Dataset(d)
-        for entry in ds.videos:
-            gt = ds.ground_truth(entry)
-            if gt is not None:
-                lengths.add(float(gt.clip_seconds))
-    if len(lengths) != 1:
-        raise DatasetError(f"datasets must share one clip length; found {sorted(lengths)}")
-    return lengths.pop()
-
-
-def evaluate_videos(videos: list[VideoClips], concepts: list[str], gmcp: Any = None, lookahead: int = 0) -> dict:
-    """Accuracy of the stage's labels (live GMCP path), of the arg-max of the same gated scores and, given the
-    ``gmcp`` config section and ``lookahead`` > 0, of offline GMCP labelling with that many future clips.
-    Abstained clips count as labelled ``normal`` for every method."""
-    from detectors.evaluate import gmcp_labels, score_labels
-
-    index = {c: i for i, c in enumerate(concepts)}
-    truth = [index[t] for v in videos for t in v.truth]
-    gm = [index[lab] for v in videos for lab in v.labels]
-    am = [index["normal"] if m == "abstain" else int(np.argmax([s[c] for c in concepts]))
-          for v in videos for s, m in zip(v.scores, v.methods)]
-    out = {"gmcp": score_labels("gmcp", truth, gm, concepts), "argmax": score_labels("argmax", truth, am, concepts)}
-    if gmcp is not None and gmcp.cooccurrence and lookahead > 0:
-        from detectors.concepts.stage import load_cooccurrence
-
-        P, _ = load_cooccurrence(gmcp.cooccurrence, concepts)
-        off: list[int] = []
-        for v in videos:
-            keep = [i for i, m in enumerate(v.methods) if m != "abstain"]
-            lab = [index["normal"]] * len(v.methods)
-            S = np.array([[v.scores[i][c] for c in concepts] for i in keep])
-            if len(S):
-                for i, a in zip(keep, gmcp_labels(S, P, gmcp.window, gmcp.time_limit_s, gmcp.solver, gmcp.beta,
-                                                  lookahead, gmcp.decay, gmcp.weighting)[0]):
-                    lab[i] = a
-            off.extend(lab)
-        name = f"gmcp+{lookahead}"
-        out[name] = score_labels(name, truth, off, concepts)
-    return out
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
     from detectors.concepts.classifiers import ConceptModel, ConceptModelError
     from detectors.evaluate import format_table, plot_confusion
@@ -286,7 +144,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else model_path.parent / "evaluation"
     try:
         model = ConceptModel.load(model_path)
-        cfg = detectors_config(args.config, args.weights, args.imgsz, concepts_model=str(model_path),
+        cfg = _detectors_config(args.config, args.weights, args.imgsz, concepts_model=str(model_path),
                                cooccurrence=str(cooc), held=args.held)
         for key in ("beta", "weighting", "decay", "floor"):
             if getattr(args, key) is not None:
@@ -297,7 +155,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             raise ValueError(f"--lookahead must be in [0, h={cfg.gmcp.window}), got {args.lookahead}")
         from detectors.analyzer import detector_id
 
-        model.check_analysis(args.fps, _clip_seconds(args.dataset), detector_id(cfg))
+        model.check_analysis(args.fps, dataset_clip_seconds(args.dataset), detector_id(cfg))
         videos = [v for d in args.dataset for v in clips_for(d, cfg, args.fps, args.max_seconds, args.cache)]
         label_videos(videos, cfg, model, args.fps)
     except (ConceptModelError, DatasetError, DetectorError, ValueError) as exc:
