@@ -45,6 +45,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -186,6 +187,25 @@ def _stop(p: subprocess.Popen) -> None:
             p.wait(5)
 
 
+def replay_clips(out: str) -> int:
+    """Clips ``imminence replay`` analysed, from its summary table (0 when it printed none)."""
+    m = re.search(r"total: \d+ camera\(s\), (\d+) clips", out)
+    return int(m.group(1)) if m else 0
+
+
+def drain(run: Run, collector: Collector, seconds: float, tick: Optional[Callable[[], None]] = None) -> None:
+    """Wait up to ``seconds`` until every event is scored (and the topics quiet for 3 s), then stop ``collector``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if tick is not None:
+            tick()
+        if len(run.cell_first) >= len(run.events) >= run.clips and time.monotonic() - collector.last_msg > 3:
+            break
+        time.sleep(0.5)
+    collector.stop.set()
+    collector.join(10)
+
+
 def run_one(n: int, dataset: Path, work: Path, bootstrap: str, footage_s: float, speed: float) -> Run:
     ns = f"load{n}-{os.getpid()}"
     cfg = work / f"cfg{n}.yaml"
@@ -210,21 +230,13 @@ def run_one(n: int, dataset: Path, work: Path, bootstrap: str, footage_s: float,
             run.max_backlog = max(run.max_backlog, len(run.events) - len(run.cell_first))
             time.sleep(1.0)
         out = (work / f"replay{n}.out").read_text()
-        m = re.search(r"total: \d+ camera\(s\), (\d+) clips", out)
-        run.clips = int(m.group(1)) if m else 0
+        run.clips = replay_clips(out)
         b = re.search(r"bus: \d+ records acknowledged, (\d+) dropped", out)
         run.dropped = int(b.group(1)) if b else -1
         # elapsed: the slowest camera's own play time (process and detector start-up excluded)
         per_cam = [float(x) for x in re.findall(r"^\S+\s+\d+\s+\d+\s+\d+\s+\d+\s+([\d.]+)$", out, re.M)]
         run.elapsed_s = max(per_cam) if per_cam else time.monotonic() - t0
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # drain: every event scored and mapped, or 30 s
-            run.max_lag = max(run.max_lag, _lag(score_url))
-            if len(run.cell_first) >= len(run.events) >= run.clips and time.monotonic() - collector.last_msg > 3:
-                break
-            time.sleep(0.5)
-        collector.stop.set()
-        collector.join(10)
+        drain(run, collector, 30, tick=lambda: setattr(run, "max_lag", max(run.max_lag, _lag(score_url))))
     finally:
         for p in procs:
             _stop(p)

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_load import Collector, Run, _imminence, _lag, _metrics_url, _span, _stop, _subset  # noqa: E402
+from bench_load import (Collector, Run, _imminence, _lag, _metrics_url, _span, _stop, _subset,  # noqa: E402
+                        drain, replay_clips)
 from streamer.broker import EmbeddedBroker  # noqa: E402
 
 
@@ -121,16 +122,8 @@ def main() -> int:
             print(f"  {s['t'] / 60:5.1f} min  rss replay {s['rss_replay']:6.0f} MB score {s['rss_score']:5.0f} "
                   f"map {s['rss_map']:5.0f}  inference {s['ms_inference']:6.2f} ms/frame  lag {s['lag']:.0f}",
                   flush=True)
-        out = (work / "replay.out").read_text()
-        m = re.search(r"total: \d+ camera\(s\), (\d+) clips", out)
-        run.clips = int(m.group(1)) if m else 0
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # drain: every event scored
-            if len(run.cell_first) >= len(run.events) >= run.clips and time.monotonic() - collector.last_msg > 3:
-                break
-            time.sleep(0.5)
-        collector.stop.set()
-        collector.join(10)
+        run.clips = replay_clips((work / "replay.out").read_text())
+        drain(run, collector, 60)
     finally:
         for p in procs.values():
             _stop(p)
