@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -48,7 +48,18 @@ class WebConfig(_Strict):
     upload_max_seconds: float = Field(default=30.0, gt=0, description="longest accepted video")
     upload_fps: float = Field(default=5.0, gt=0, le=60, description="analysis rate of uploaded videos")
     upload_key_frames: int = Field(default=4, ge=1, le=20, description="annotated key frames returned per upload")
+    upload_masks: list[list[tuple[float, float]]] = Field(
+        default_factory=list, description="privacy masks blacked out on every upload before analysis and in its key "
+                                          "frames: polygons in pixel coordinates, as a camera's masks")
     stale_after_s: float = Field(default=10.0, gt=0, description="the page shows 'stale' when the broker has not answered this long")
+
+    @field_validator("upload_masks")
+    @classmethod
+    def _valid_masks(cls, masks: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+        from streamer.sources import build_masks  # the camera sources' own rule: 3 points or more per polygon
+
+        build_masks(masks)
+        return masks
 
     @model_validator(mode="after")
     def _tls_pair(self) -> "WebConfig":

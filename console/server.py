@@ -48,7 +48,7 @@ class Console:
 def default_analyzer_factory(detectors_cfg: Any = None) -> Optional[Callable[[], Any]]:
     """A factory of the camera workers' clip analyser, or None when the detectors stage lacks one."""
     try:
-        import detectors.clip  # noqa: F401 - the workers' analysis path must be importable
+        import streamer.offline  # noqa: F401 - the workers' analysis path must be importable
     except ImportError:
         return None
     from console.uploads import UploadAnalyzer

@@ -2,9 +2,10 @@
 
 The upload is streamed into a private temporary folder with a hard size bound,
 checked to be a video or image OpenCV can decode and a video no longer than the
-configured limit, analysed by a :class:`detectors.analyzer.ClipAnalyzer` (the
-detector, tracker, concept classifiers and GMCP window a worker runs), and
-deleted with its folder whatever happens.  The answer holds the GMCP label and
+configured limit, analysed through :func:`streamer.offline.analyse_file` (a
+camera worker over the file: the same decoding, privacy masks, sampling, clip
+cutting, detector, tracker, concept classifiers and GMCP window as a live
+camera), and deleted with its folder whatever happens.  The answer holds the GMCP label and
 concept scores per clip and a few key frames with their labelled boxes, drawn
 here and returned to the uploader only: nothing is stored or published.
 """
@@ -17,12 +18,14 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import cv2
 import numpy as np
 
 from console.config import WebConfig
+from detectors.types import ClipAnalysis
+from streamer.config import CameraConfig, Position
 
 log = logging.getLogger(__name__)
 
@@ -154,44 +157,25 @@ def summarise(clips: list, media: dict, n_key_frames: int, seconds: float) -> di
 
 
 class UploadAnalyzer:
-    """The camera workers' analysis path for one upload: :func:`detectors.clip.analyze_frames`.
+    """Uploads analysed by the camera workers' own path, :func:`streamer.offline.analyse_file`.
 
-    A video is sampled at ``fps`` by stream time (:func:`detectors.clip.analysis_slot`,
-    as a camera worker samples its stream) and cut into ``clip_seconds`` clips; each clip goes through a fresh
-    :class:`detectors.analyzer.ClipAnalyzer` (detector, per-camera tracker, concept
-    classifiers, GMCP window) exactly as a camera's would.  An image is one clip of one frame.
+    The upload becomes a camera ``upload`` sampled at ``fps`` by stream time, cut into
+    ``clip_seconds`` clips and masked with ``masks`` (``web.upload_masks``) right after
+    decode, exactly as a configured camera; an image is one clip of one frame.
     """
 
     def __init__(self, detectors_cfg: Any, clip_seconds: float = 2.0) -> None:
         self.cfg = detectors_cfg
         self.clip_seconds = clip_seconds
 
-    def analyze_file(self, path: str, fps: float, key_frames: int) -> list:
-        from detectors.clip import analyze_frames
+    def analyse(self, path: str, *, still: bool, fps: float, key_frames: int,
+                masks: Sequence[Sequence[Sequence[float]]] = ()) -> list[ClipAnalysis]:
+        """One :class:`ClipAnalysis` per clip of the file, each with up to ``key_frames`` masked key frames."""
+        from streamer.offline import analyse_file
 
-        cap = cv2.VideoCapture(path)
-        src_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-        src_fps = src_fps if src_fps > 0 else 25.0
-
-        def frames():
-            try:
-                while True:
-                    ok, frame = cap.read()
-                    if not ok:
-                        return
-                    yield frame
-            finally:
-                cap.release()
-        return analyze_frames(frames(), self.cfg, fps, clip_seconds=self.clip_seconds,
-                              key_frames=key_frames, source_fps=src_fps)
-
-    def analyze_image(self, path: str, key_frames: int) -> list:
-        from detectors.clip import analyze_clip
-
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            raise UploadError(415, "the image cannot be decoded")
-        return [analyze_clip([img], self.cfg, 1.0, key_frames=max(1, key_frames))]
+        camera = CameraConfig(id="upload", source=path, position=Position(x=0.0, y=0.0), fps=fps,
+                              clip_seconds=self.clip_seconds, masks=[list(m) for m in masks])
+        return [c.analysis for c in analyse_file(path, camera, self.cfg, key_frames=key_frames, still=still)]
 
 
 def analyse_upload(upload: Any, cfg: WebConfig, analyzer_factory: Callable[[], Any],
@@ -205,10 +189,8 @@ def analyse_upload(upload: Any, cfg: WebConfig, analyzer_factory: Callable[[], A
         analyzer = analyzer_factory()
         t0 = time.perf_counter()
         try:
-            if media["kind"] == "image":
-                clips = analyzer.analyze_image(str(path), key_frames=cfg.upload_key_frames)
-            else:
-                clips = analyzer.analyze_file(str(path), fps=cfg.upload_fps, key_frames=cfg.upload_key_frames)
+            clips = analyzer.analyse(str(path), still=media["kind"] == "image", fps=cfg.upload_fps,
+                                     key_frames=cfg.upload_key_frames, masks=cfg.upload_masks)
         except UploadError:
             raise
         except Exception as exc:  # a file that decodes at first but breaks the pipeline later

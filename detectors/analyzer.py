@@ -17,6 +17,10 @@ foreground share as ``motion`` (the OpenCV detector does), otherwise the analyze
 runs its own :class:`MotionEstimator`.  Tracks, concept scores and the GMCP label
 are added on this same path: detections gain ``track_id`` before they are
 accumulated, and ``end_clip`` fills ``ClipAnalysis.concept``.
+
+Key frames (uploads only): with ``key_frames = N`` the analyzer keeps, per clip,
+up to N analysed frames with their boxes (:func:`pick_key_frames`) in
+``ClipAnalysis.key_frames``; workers leave it at 0, so frames are never kept or published.
 """
 from __future__ import annotations
 
@@ -54,6 +58,22 @@ def build_detector(cfg: Any) -> Detector:
         raise ValueError(f"unknown detector type {kind!r}; known: {', '.join(DETECTORS)}")
     module, cls = DETECTORS[kind].split(":")
     return getattr(importlib.import_module(module), cls).from_config(cfg)
+
+
+KeyFrame = tuple[int, np.ndarray, list[Detection]]  # frame index, image (BGR), its boxes
+
+
+def pick_key_frames(cands: list[KeyFrame], n: int) -> list[KeyFrame]:
+    """Up to ``n`` of ``cands`` in time order: most tracked boxes first, then most boxes, then earliest."""
+    if n <= 0 or not cands:
+        return []
+
+    def rank(i: int) -> tuple:
+        boxes = cands[i][2]
+        return -sum(b.track_id is not None for b in boxes), -len(boxes), i
+
+    best = sorted(range(len(cands)), key=rank)[:n]
+    return [cands[i] for i in sorted(best)]
 
 
 def detector_id(cfg: DetectorsConfig) -> str:
@@ -95,6 +115,7 @@ class ClipAnalyzer:
                                      detector_classes=classes)
         self.last_features: Optional[np.ndarray] = None  # the last clip's concept features (training reads them)
         self.frames_analysed = 0
+        self.key_frames = 0  # key frames kept per clip (uploads); 0 = none
         self._reset()
 
     @property
@@ -112,6 +133,7 @@ class ClipAnalyzer:
         self._tracks: dict[str, list[tuple[float, float, float]]] = {}  # insertion-ordered: foot points
         self._motion_sum = 0.0
         self._with_person = 0
+        self._key_cands: list[KeyFrame] = []
 
     def process(self, frame: np.ndarray, frame_index: int, t: float) -> FrameAnalysis:
         """Analyse one sampled frame (BGR) at stream time ``t`` and add it to the current clip."""
@@ -137,6 +159,11 @@ class ClipAnalyzer:
                     (round(float(t), 4), round((x1 + x2) / 2.0, 1), round(float(y2), 1)))
         self._motion_sum += motion
         self._with_person += counts.get("person", 0) > 0
+        if self.key_frames > 0:
+            self._key_cands.append((frame_index, frame.copy(),
+                                    [Detection(d.xyxy, d.cls, d.score, d.track_id) for d in detections]))
+            if len(self._key_cands) > 4 * self.key_frames:  # bound memory: keep the best candidates so far
+                self._key_cands = pick_key_frames(self._key_cands, 2 * self.key_frames)
         return FrameAnalysis(frame_index=frame_index, t=t, detections=detections, motion=motion)
 
     def end_clip(self, clip_index: int) -> ClipAnalysis:
@@ -153,6 +180,7 @@ class ClipAnalyzer:
             frames_with_person=self._with_person,
             concept=concept,
             models=self.models,
+            key_frames=pick_key_frames(self._key_cands, self.key_frames),
         )
         self._reset()
         return clip

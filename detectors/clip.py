@@ -1,12 +1,13 @@
-"""Analyse a finite run of frames (an uploaded clip) through the same path a camera worker runs.
+"""Analyse a finite run of in-memory frames through one camera's :class:`detectors.analyzer.ClipAnalyzer`.
 
-:func:`analyze_frames` builds one :class:`detectors.analyzer.ClipAnalyzer` for the
-upload (its own detector state, tracker and GMCP window, as a camera would have),
-feeds every frame, cuts clips every ``clip_seconds`` of stream time and returns
-one :class:`ClipAnalysis` per clip: detections, ``camera:track`` ids, concept
-scores and the GMCP label. With ``key_frames=N`` each clip keeps up to N frames
-(the ones with the most tracked detections, in time order) with their boxes, for display;
-workers never ask for them, so frames are never published.
+:func:`analyze_frames` builds one analyzer (its own detector state, tracker and
+GMCP window, as a camera would have), feeds the frames, cuts clips every
+``clip_seconds`` of stream time and returns one :class:`ClipAnalysis` per clip:
+detections, ``camera:track`` ids, concept scores and the GMCP label; with
+``key_frames=N`` each clip keeps up to N frames with their boxes.  Video files
+(console uploads included) go through :mod:`streamer.offline` instead, the
+camera worker's own source, sampling and clip cutting; :func:`analysis_slot`
+is the sampling rule both share.
 """
 from __future__ import annotations
 
@@ -15,18 +16,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from detectors.types import ClipAnalysis, Detection
-
-
-def _pick(cands: list[tuple[int, np.ndarray, list[Detection]]], n: int) -> list[tuple[int, np.ndarray, list[Detection]]]:
-    if n <= 0 or not cands:
-        return []
-    def rank(i: int) -> tuple:  # most tracked boxes first, then most boxes, then earliest
-        boxes = cands[i][2]
-        return -sum(b.track_id is not None for b in boxes), -len(boxes), i
-
-    best = sorted(range(len(cands)), key=rank)[:n]
-    return [cands[i] for i in sorted(best)]
+from detectors.types import ClipAnalysis
 
 
 def analysis_slot(t: float, fps: float) -> int:
@@ -53,16 +43,10 @@ def analyze_frames(frames: Iterable[np.ndarray], cfg: Any, fps: float, *, clip_s
         raise ValueError(f"fps and clip_seconds must be positive (got {fps!r}, {clip_seconds!r})")
     an = analyzer or ClipAnalyzer(cfg, camera_id, fps, detector=detector,
                                   clip_seconds=clip_seconds if source_fps else None)
+    an.key_frames = key_frames  # the analyzer keeps each clip's key frames (detectors.analyzer)
     out: list[ClipAnalysis] = []
     clip_index = 0
-    cands: list[tuple[int, np.ndarray, list[Detection]]] = []
     seen = 0
-
-    def close() -> None:
-        ca = an.end_clip(clip_index)
-        ca.key_frames = _pick(cands, key_frames)
-        out.append(ca)
-
     last_slot = -1
     for i, frame in enumerate(frames):
         t = i / (source_fps or fps)
@@ -73,18 +57,13 @@ def analyze_frames(frames: Iterable[np.ndarray], cfg: Any, fps: float, *, clip_s
             last_slot = slot
         idx = int(t // clip_seconds)
         if idx != clip_index:
-            close()
-            cands = []
+            out.append(an.end_clip(clip_index))
             clip_index = idx
-        fa = an.process(frame, i, t)
+        an.process(frame, i, t)
         seen += 1
-        if key_frames > 0:
-            cands.append((i, frame.copy(), [Detection(d.xyxy, d.cls, d.score, d.track_id) for d in fa.detections]))
-            if len(cands) > 4 * key_frames:  # bound memory: keep the best candidates so far
-                cands = _pick(cands, 2 * key_frames)
     if seen == 0:
         raise ValueError("no frames to analyse")
-    close()
+    out.append(an.end_clip(clip_index))
     return out
 
 

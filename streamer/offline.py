@@ -1,12 +1,13 @@
 """Offline analysis of a video file through the camera worker's own path.
 
-Training, evaluation and benchmarks must see clips exactly as a live worker
+Training, evaluation, benchmarks and console uploads must see clips exactly as a live worker
 does: the same decoding (:class:`streamer.sources.FileSource`, privacy masks
 applied right after decode), the same sampling at the analysis rate (one frame
 per slot of ``camera.fps`` by stream time), the same clip cutting and the same
 :class:`detectors.analyzer.ClipAnalyzer`. So :func:`analyse_file` simply runs a
 :class:`streamer.worker.CameraWorker` over the file, unpaced, onto an in-memory
 bus, and collects every clip as it closes (analysis, concept label, features).
+A still image (``still=True``) is a one-frame stream (:class:`streamer.sources.ImageSource`).
 """
 from __future__ import annotations
 
@@ -33,20 +34,24 @@ class AnalysedClip:
 
 def analyse_file(path: str | Path, camera: CameraConfig, detectors: DetectorsConfig, *,
                  collect_features: bool = False, detector: Any = None, max_seconds: Optional[float] = None,
-                 on_frame: Optional[Callable[[float], None]] = None) -> list[AnalysedClip]:
+                 on_frame: Optional[Callable[[float], None]] = None, key_frames: int = 0,
+                 still: bool = False) -> list[AnalysedClip]:
     """Every clip of a video file, analysed as camera ``camera`` would analyse it live.
 
     ``collect_features`` computes clip features even without a concept model
-    (training). ``max_seconds`` stops after that much stream time (clips starting
+    (training). ``key_frames`` keeps up to that many masked frames with their
+    boxes per clip (uploads; :attr:`detectors.analyzer.ClipAnalyzer.key_frames`).
+    ``still``: ``path`` is an image, analysed as a one-clip stream of one frame. ``max_seconds`` stops after that much stream time (clips starting
     later are not returned). ``on_frame(t)`` is called with each decoded frame's
     stream time (progress bars).
     """
     from streamer.bus import InMemoryBus
-    from streamer.sources import FileSource
+    from streamer.sources import FileSource, ImageSource, Source
     from streamer.worker import CameraWorker
 
     analyzer = ClipAnalyzer(detectors, camera.id, camera.fps, detector=detector, clip_seconds=camera.clip_seconds)
     analyzer.concepts.collect_features = collect_features
+    analyzer.key_frames = key_frames
     clips: list[AnalysedClip] = []
     worker: Optional[CameraWorker] = None
 
@@ -60,7 +65,8 @@ def analyse_file(path: str | Path, camera: CameraConfig, detectors: DetectorsCon
         if max_seconds is None or index * camera.clip_seconds < max_seconds:
             clips.append(AnalysedClip(index, analysis, None if features is None else np.array(features)))
 
-    source = FileSource(path, masks=camera.masks, speed=None, gate=gate)
+    source: Source = (ImageSource(path, masks=camera.masks) if still
+                      else FileSource(path, masks=camera.masks, speed=None, gate=gate))
     with InMemoryBus() as bus:
         worker = CameraWorker(camera, detectors, bus, source=source, analyzer=analyzer, replay=True,
                               status_interval_s=3600.0, on_clip=keep)

@@ -10,6 +10,7 @@ masks are blacked out at that same moment, before anything else sees the frame.
   ``speed`` it is paced like a camera (1 = real time, 4 = four times faster),
   with ``speed=None`` it runs as fast as it decodes (replay ``--speed max``).
   A missing or undecodable file raises :class:`SourceError` naming the file.
+* :class:`ImageSource` is a still image as a one-frame stream (console uploads).
 * :class:`LiveSource` reads RTSP/HTTP URLs and devices with OpenCV's open and
   read timeouts.  A reader thread decodes continuously and keeps only the newest
   frame, counting the ones nobody took, so latency never grows when analysis is
@@ -199,6 +200,34 @@ class FileSource(Source):
 
     def close(self) -> None:
         self._finish()
+
+
+class ImageSource(Source):
+    """A still image as a stream of one frame at stream time 0 (console uploads), masked like any frame."""
+
+    def __init__(self, path: str | Path, *, masks: Sequence[Sequence[Sequence[float]]] = ()) -> None:
+        super().__init__(str(path), masks)
+        self.path = Path(path)
+        self._image: Optional[np.ndarray] = None
+
+    def open(self) -> None:
+        if self._image is not None or self.finished:
+            return
+        image = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SourceError(f"{self.path}: not an image OpenCV can decode")
+        self._image = image
+        self.state = "online"
+
+    def read(self, timeout: float = 1.0) -> Optional[Frame]:
+        self.open()
+        if self._image is None:
+            return None
+        image, self._image = self._image, None
+        self.finished = True  # the one frame is out: the worker closes its clip next
+        self.state = "stopped"
+        self.frames_read += 1
+        return Frame(apply_masks(image, self.masks), 0, 0.0, datetime.now(timezone.utc), time.monotonic())
 
 
 class LiveSource(Source):

@@ -1,6 +1,7 @@
 """API tests of the web console: data endpoints, 404s, access control, malformed messages, run folders, uploads."""
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -377,7 +378,7 @@ def test_users_and_token_from_environment():
 
 
 def test_upload_video_and_image_through_the_worker_path(grid, tmp_path):
-    """A valid video and an image run through detectors.clip (the camera workers' analyser); temp files go."""
+    """A valid video and an image run through streamer.offline (the camera workers' own path); temp files go."""
     from console.server import default_analyzer_factory
 
     cfg = WebConfig(upload_fps=5.0)
@@ -395,6 +396,28 @@ def test_upload_video_and_image_through_the_worker_path(grid, tmp_path):
     r = client.post("/api/uploads", files={"file": ("still.png", png, "image/png")})
     assert r.status_code == 200 and r.json()["kind"] == "image" and len(r.json()["clips"]) == 1
     assert set(Path(tempfile.gettempdir()).glob(TMP_PREFIX + "*")) == before
+
+
+def test_upload_is_masked_like_a_camera_before_analysis(grid, tmp_path):
+    """Uploads go through the worker's offline path (streamer.offline): web.upload_masks are blacked out right
+    after decode, so the masked half shows in no key frame and nothing is detected there."""
+    from console.server import default_analyzer_factory
+
+    right = [[80.0, 0.0], [160.0, 0.0], [160.0, 128.0], [80.0, 128.0]]
+    cfg = WebConfig(upload_fps=5.0, upload_masks=[right])
+    client = TestClient(create_app(cfg, _fed_state(grid, cfg), analyzer_factory=default_analyzer_factory()))
+    r = client.post("/api/uploads", files={"file": ("walk.avi", _video_bytes(tmp_path / "w.avi", 2.0), "video/x-msvideo")})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert len(d["clips"]) == 1 and d["frames_analysed"] == 10 and d["key_frames"]
+    for k in d["key_frames"]:
+        img = cv2.imdecode(np.frombuffer(base64.b64decode(k["image"].split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+        assert img.shape[:2] == (128, 160)
+        assert img[30:, 83:].max() < 25, "the masked half reached the analysis"  # below the label's text line
+        assert img[30:, :77].max() > 150  # the unmasked half keeps the moving block (x < 70 for 2 s)
+        assert all(b["xyxy"][0] < 80 for b in k["boxes"]), k["boxes"]
+    with pytest.raises(ValueError, match="at least 3"):
+        WebConfig(upload_masks=[[[0.0, 0.0], [1.0, 1.0]]])
 
 
 def test_the_consoles_own_422s_match_their_declared_schema(grid):
