@@ -15,7 +15,7 @@ from geo.grid import Grid, GridConfig
 from geo.vocabulary import CONCEPTS, CRIME_TYPES
 from streamer.schemas import (CameraStatus, CellImminence, ConceptResult, DetectionSummary, GridInfo, IndicatorEvent,
                               MapLayer, MapSnapshot, RuleFiring, TopCell)
-from console.state import sd_classes
+from mapping.kde import class_dict, sd_classes
 
 
 def small_grid(rows: int = 6, cols: int = 8, cell_size_m: float = 250.0) -> Grid:
@@ -38,10 +38,13 @@ def snapshot(grid: Grid, values: dict[str, float], *, snapshot_id: Optional[str]
     created_at = created_at or datetime.now(timezone.utc)
     forecast = forecast or {}
     layers = {}
+    # classed as the map service classes its layers (mapping.kde)
+    classes = class_dict(sd_classes(grid.dict_to_values(values), grid.mask), grid)
+    forecast_classes = class_dict(sd_classes(grid.dict_to_values(forecast), grid.mask), grid)
     for crime in tuple(CRIME_TYPES) + ("all",):
-        classes = sd_classes(values, grid)
         top = sorted(values.items(), key=lambda kv: -kv[1])[:10]
         layers[crime] = MapLayer(merged=dict(values), live=dict(values), forecast=dict(forecast), classes=classes,
+                                 live_classes=classes, forecast_classes=forecast_classes,
                                  top_cells=[TopCell(cell_id=c, value=v, cls=classes.get(c, 0)) for c, v in top])
     sid = snapshot_id or hashlib.sha1(f"{created_at.isoformat()}{sorted(values.items())}".encode()).hexdigest()[:16]
     return MapSnapshot(snapshot_id=sid, created_at=created_at, grid=grid_info(grid), layers=layers,

@@ -29,7 +29,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
 from pydantic import BaseModel
 
 from console.config import WebConfig
@@ -46,6 +45,10 @@ log = logging.getLogger(__name__)
 CONSOLE_TOPICS = (schemas.TOPIC_MAPS, schemas.TOPIC_CELLS, schemas.TOPIC_INDICATORS, schemas.TOPIC_CAMERAS,
                   schemas.TOPIC_SITUATIONS)
 LAYERS = ("merged", "live", "forecast")
+#: the MapLayer field holding each layer's standard-deviation classes (published by the map service)
+LAYER_CLASSES = {"merged": "classes", "live": "live_classes", "forecast": "forecast_classes"}
+#: GeoJSON property kinds of the map file (``<kind>_<crime type>``), longest first so ``live_class`` is not ``live``
+_GEOJSON_KINDS = ("forecast_class", "live_class", "forecast", "merged", "class", "live")
 CRIMES = tuple(CRIME_TYPES) + ("all",)
 Listener = Callable[[str, dict], None]
 
@@ -252,10 +255,7 @@ class ConsoleState:
                     "notice": None}
         lay = snap.layers.get(crime)
         values = dict(getattr(lay, layer)) if lay is not None else {}
-        if lay is not None and layer == "merged":
-            classes = dict(lay.classes)
-        else:
-            classes = sd_classes(values, self.grid, (snap.grid.rows, snap.grid.cols))
+        classes = dict(getattr(lay, LAYER_CLASSES[layer])) if lay is not None else {}  # as the map service classed it
         return {
             "snapshot_id": snap.snapshot_id, "created_at": snap.created_at.isoformat(), "crime": crime,
             "layer": layer, "values": values, "classes": classes,
@@ -375,38 +375,6 @@ def camera_summary(c: CameraStatus) -> dict:
         "events_dropped": c.events_dropped,
         "last_event_at": c.last_event_at.isoformat() if c.last_event_at else None, "message": c.message,
     }
-
-
-def sd_classes(values: dict[str, float], grid: Optional[Grid] = None,
-               shape: Optional[tuple[int, int]] = None) -> dict[str, int]:
-    """Standard-deviation classes of a sparse layer, exactly as the map service classes its surfaces.
-
-    Uses :func:`mapping.kde.sd_classes` over the cells inside the grid's area
-    (zeros included), or over the whole ``shape`` (rows, cols) without a grid.
-    Used for the live and forecast layers, whose classes the snapshot does not carry.
-    """
-    from mapping.kde import sd_classes as kde_sd_classes
-
-    if not values:
-        return {}
-    if grid is not None:
-        arr, mask = grid.dict_to_values(values), grid.mask
-    else:
-        rows, cols = shape if shape is not None else (
-            1 + max(Grid.parse_cell_id(c)[0] for c in values), 1 + max(Grid.parse_cell_id(c)[1] for c in values))
-        arr = np.zeros((rows, cols))
-        for cid, v in values.items():
-            r, c = Grid.parse_cell_id(cid)
-            if 0 <= r < rows and 0 <= c < cols:
-                arr[r, c] = v
-        mask = None
-    cls = kde_sd_classes(arr, mask)
-    out = {}
-    for cid in values:
-        r, c = Grid.parse_cell_id(cid)
-        if 0 <= r < cls.shape[0] and 0 <= c < cls.shape[1] and cls[r, c] > 0:
-            out[cid] = int(cls[r, c])
-    return out
 
 
 # -- the live feed ------------------------------------------------------------------------
@@ -551,8 +519,9 @@ def load_run_dir(state: ConsoleState, root: str | Path) -> dict[str, int]:
 
 def snapshot_from_geojson(fc: dict[str, Any], path: Path) -> Optional[MapSnapshot]:
     """A :class:`MapSnapshot` from the map service's GeoJSON (``merged_<type>``, ``live_<type>``,
-    ``forecast_<type>``, ``class_<type>`` properties per cell, as :func:`mapping.render.write_geojson`
-    writes them); None for a FeatureCollection without such layers."""
+    ``forecast_<type>`` and their classes ``class_<type>``, ``live_class_<type>``, ``forecast_class_<type>``
+    per cell, as :func:`mapping.render.write_geojson` writes them); None for a FeatureCollection without
+    such layers."""
     from streamer.schemas import GridInfo, MapLayer, TopCell
 
     layers: dict[str, dict[str, dict]] = {}
@@ -563,18 +532,17 @@ def snapshot_from_geojson(fc: dict[str, Any], path: Path) -> Optional[MapSnapsho
         if not isinstance(cid, str):
             continue
         for key, value in props.items():
-            kind, _, crime = key.partition("_")
-            if kind not in ("merged", "live", "forecast", "class") or not crime:
-                continue
-            if not isinstance(value, (int, float)) or value <= 0:
-                continue
-            layers.setdefault(crime, {"merged": {}, "live": {}, "forecast": {}, "class": {}})[kind][cid] = value
+            kind = next((k for k in _GEOJSON_KINDS if key.startswith(k + "_")), None)
+            crime = key[len(kind) + 1:] if kind else None
+            if crime not in CRIMES or not isinstance(value, (int, float)) or value <= 0:
+                continue  # weight_/live_mean_ terms and other properties are not layers
+            layers.setdefault(crime, {k: {} for k in _GEOJSON_KINDS})[kind][cid] = value
     info = fc.get("properties") or {}
     if not layers:
         if not info.get("windows_too_old"):
             return None
         # the map service wrote an empty map because every window was too old: keep why, for the notice
-        layers = {crime: {"merged": {}, "live": {}, "forecast": {}, "class": {}} for crime in CRIMES}
+        layers = {crime: {k: {} for k in _GEOJSON_KINDS} for crime in CRIMES}
     written = info.get("written_at")
     try:
         created = datetime.fromisoformat(written) if written else None
@@ -586,6 +554,8 @@ def snapshot_from_geojson(fc: dict[str, Any], path: Path) -> Optional[MapSnapsho
         top = sorted(d["merged"].items(), key=lambda kv: -kv[1])[:10]
         out[crime] = MapLayer(merged=d["merged"], live=d["live"], forecast=d["forecast"],
                               classes={k: int(v) for k, v in d["class"].items()},
+                              live_classes={k: int(v) for k, v in d["live_class"].items()},
+                              forecast_classes={k: int(v) for k, v in d["forecast_class"].items()},
                               top_cells=[TopCell(cell_id=c, value=v, cls=int(d["class"].get(c, 0))) for c, v in top])
     grid = GridInfo(grid_id=str(info.get("grid_id", "unknown")), cell_size_m=float(info.get("cell_size_m", 0.0)),
                     rows=int(info.get("rows", 0)), cols=int(info.get("cols", 0)), cells=len(feats))

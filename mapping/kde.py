@@ -21,7 +21,7 @@ error; its distance from the direct sum over the raw points is the binning
 error, which linear binning and finer lattices shrink (bench/bench_kde.py).
 FFT round-off below 1e-12 of the peak is set to exactly 0.
 
-Also here: standard-deviation classes (:func:`sd_classes`), the top cells
+Also here: standard-deviation classes (:func:`sd_classes`; :func:`class_dict` as snapshots carry them), the top cells
 (:func:`top_cells`) and the live surface from per-cell values
 (:func:`surface_from_cells`), which is what the map service calls.
 """
@@ -372,6 +372,16 @@ def sd_classes(values: np.ndarray, mask: Optional[np.ndarray] = None, *,
         return out
     out[m] = np.searchsorted(mean + st * sd, v[m], side="right")
     return out
+
+
+def class_dict(classes: np.ndarray, grid: Grid) -> dict[str, int]:
+    """Sparse ``{cell_id: class}`` of the cells inside the area above class 0 (classes from :func:`sd_classes`).
+
+    What a map snapshot carries for each of its layers: the map service classes every
+    layer it publishes, so consumers such as the console read classes, never recompute them.
+    """
+    rows, cols = np.nonzero(grid.mask & (np.asarray(classes) > 0))
+    return {grid.cell_id(r, c): int(classes[r, c]) for r, c in zip(rows, cols)}
 
 
 def top_cells(values: np.ndarray, grid: Grid, n: int = 10, min_value: float = 0.0) -> list[tuple[str, float]]:

@@ -2,8 +2,9 @@
 
 The GeoJSON is a FeatureCollection of the cells inside the city in lon/lat
 (RFC 7946), one feature per cell with ``cell_id``, ``row``, ``col`` and, per
-layer, ``merged_<type>``, ``live_<type>``, ``forecast_<type>``, ``class_<type>``
-and the two terms that explain the merge, ``weight_<type>`` and
+layer, ``merged_<type>``, ``live_<type>``, ``forecast_<type>``, their
+standard-deviation classes ``class_<type>``, ``live_class_<type>``,
+``forecast_class_<type>``, and the two terms that explain the merge, ``weight_<type>`` and
 ``live_mean_<type>`` (merged = weight * live_mean + (1 - weight) * forecast);
 QGIS and geopandas open it as is.  The PNG draws one layer
 as a heat map over the grid (cell lines, area outline), the cameras as

@@ -22,8 +22,9 @@ The merge, per crime type and cell (documented in the README):
 
 The ``all`` layer uses the largest imminence over the types and the
 forecast's ``all`` target.  Published layers: ``merged`` (0..1), ``live``
-(``10 * m * W / live_weight``: the KDE of the age-decayed imminence, 0..10), ``forecast`` (0..1), standard-deviation
-classes of ``merged`` (> 0 only) and the top cells.  Cell values below a
+(``10 * m * W / live_weight``: the KDE of the age-decayed imminence, 0..10), ``forecast`` (0..1), the
+standard-deviation classes of each of the three (> 0 only; :func:`mapping.kde.class_dict`, so consumers never
+recompute them) and the top cells.  Cell values below a
 threshold are left out of the sparse dicts, and the threshold rises until the
 encoded snapshot fits ``max_bytes`` (1 MB Kafka default): values under 0.0005 are
 left out, and when that is not enough each dict keeps only its highest cells
@@ -78,7 +79,7 @@ from prometheus_client import Counter
 from mapping.config import MapConfig
 from mapping.forecast.output import DayForecast, ForecastFileError, read as read_forecast
 from geo.grid import Grid
-from mapping.kde import sd_classes, surface_from_cells, top_cells
+from mapping.kde import class_dict, sd_classes, surface_from_cells, top_cells
 from mapping.render import render_png, write_geojson
 from geo.vocabulary import CRIME_TYPES
 from streamer import schemas
@@ -93,6 +94,8 @@ CELL_UPDATES = Counter("imminence_map_cell_updates_total", "CellImminence messag
                        ["outcome"])
 ALL = "all"
 MAX_BYTES = 900_000
+#: surfaces() key of each published layer's class array (``class`` is merged's, as written to the files)
+CLASS_KEYS = {"merged": "class", "live": "live_class", "forecast": "forecast_class"}
 MIN_VALUE = 0.0005   # merged/forecast values below this are left out of the sparse dicts (live: x10)
 HORIZON_HALF_LIVES = 10.0  # a window older than this many half-lives (weight < 1/1000) is dropped as too old
 _LOG_EVERY_S = 60.0  # too-old windows are logged at most this often (with the count so far)
@@ -321,7 +324,7 @@ class MapService:
         return self._peak_value
 
     def surfaces(self, now: Optional[datetime] = None) -> dict[str, dict[str, np.ndarray]]:
-        """Per layer (types and all): merged, live, forecast arrays and SD classes.
+        """Per layer (types and all): merged, live, forecast arrays and their SD classes (:data:`CLASS_KEYS`).
 
         ``now`` is the wall clock (default: the service's clock); each window is aged against its own
         source's clock (:meth:`reference_time`), and windows beyond the horizon are dropped first.
@@ -354,8 +357,9 @@ class MapService:
             # weight and live_mean make each cell's merged value explainable: merged = weight * live_mean
             # + (1 - weight) * forecast (before clipping), both written to the GeoJSON
             out[t] = {"merged": merged, "live": live * self.grid.mask, "forecast": F * self.grid.mask,
-                      "class": sd_classes(merged, self.grid.mask), "weight": W * self.grid.mask,
-                      "live_mean": mean * self.grid.mask}
+                      "weight": W * self.grid.mask, "live_mean": mean * self.grid.mask}
+            for kind, key in CLASS_KEYS.items():  # every published layer is classed here, once
+                out[t][key] = sd_classes(out[t][kind], self.grid.mask)
         return out
 
     # -- snapshot ------------------------------------------------------------------------------
@@ -371,13 +375,18 @@ class MapService:
     def _layer(self, s: dict[str, np.ndarray], cap: Optional[int], n_top: int = 10) -> MapLayer:
         g = self.grid
         cls = s["class"]
-        classes = {g.cell_id(r, c): int(cls[r, c]) for r, c in zip(*np.nonzero(g.mask & (cls > 0)))}
         tops = [TopCell(cell_id=cid, value=round(v, 4), cls=int(cls[g.parse_cell_id(cid)]))
                 for cid, v in top_cells(s["merged"], g, n=n_top)]
-        return MapLayer(merged=self._sparse(s["merged"], MIN_VALUE, cap, 4),
-                        live=self._sparse(s["live"], MIN_VALUE * 10, cap, 3),
-                        forecast=self._sparse(s["forecast"], MIN_VALUE, cap, 4),
-                        classes=classes, top_cells=tops)
+        values = {"merged": self._sparse(s["merged"], MIN_VALUE, cap, 4),
+                  "live": self._sparse(s["live"], MIN_VALUE * 10, cap, 3),
+                  "forecast": self._sparse(s["forecast"], MIN_VALUE, cap, 4)}
+        classes = {}
+        for kind, cells in values.items():
+            full = class_dict(s[CLASS_KEYS[kind]], g)
+            # capped to fit max_bytes: only the kept cells keep their class (classes are of the whole layer)
+            classes[kind] = full if cap is None else {c: k for c, k in full.items() if c in cells}
+        return MapLayer(**values, classes=classes["merged"], live_classes=classes["live"],
+                        forecast_classes=classes["forecast"], top_cells=tops)
 
     def snapshot(self, now: Optional[datetime] = None) -> MapSnapshot:
         """Build (not publish) the snapshot of the current state, within ``max_bytes`` when encoded."""

@@ -160,7 +160,10 @@ class MapLayer(_Model):
     merged: dict[str, float] = Field(default_factory=dict)
     live: dict[str, float] = Field(default_factory=dict, description="KDE of live imminence")
     forecast: dict[str, float] = Field(default_factory=dict, description="batch forecast, 0..1")
-    classes: dict[str, int] = Field(default_factory=dict, description="class per cell, classes > 0 only")
+    classes: dict[str, int] = Field(default_factory=dict, description="class per cell of merged, classes > 0 only")
+    live_classes: dict[str, int] = Field(default_factory=dict, description="class per cell of live, classes > 0 only")
+    forecast_classes: dict[str, int] = Field(default_factory=dict,
+                                             description="class per cell of forecast, classes > 0 only")
     top_cells: list[TopCell] = Field(default_factory=list)
 
 

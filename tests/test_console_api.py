@@ -48,6 +48,15 @@ def test_data_endpoints_and_404s(grid):
     cell = grid.cell_ids()[0]
     m = client.get("/api/map", params={"crime": "robbery", "layer": "merged"}).json()
     assert m["values"][cell] == 4.0 and m["classes"][cell] >= 1
+    # each layer's classes are the map service's, as published (the console never recomputes them)
+    st = _fed_state(grid)
+    snap = st.snapshot.model_copy(deep=True)
+    snap.layers["robbery"].live_classes = {cell: 2}
+    snap.layers["robbery"].forecast_classes = {}
+    st.apply(schemas.TOPIC_MAPS, snap.model_copy(update={"snapshot_id": "classed"}))
+    c2 = TestClient(create_app(WebConfig(), st))
+    assert c2.get("/api/map", params={"crime": "robbery", "layer": "live"}).json()["classes"] == {cell: 2}
+    assert c2.get("/api/map", params={"crime": "robbery", "layer": "forecast"}).json()["classes"] == {}
     d = client.get(f"/api/cells/{cell}").json()
     assert d["latest"]["flags"]["robbery"] is True
     assert d["latest"]["top_rules"]["robbery"][0]["strength"] == pytest.approx(0.62)
@@ -202,12 +211,16 @@ def test_run_folder(tmp_path, grid):
     merged[r, c] = 0.8
     other = tmp_path / "svc"
     write_geojson(grid, {"robbery": {"merged": merged, "live": merged * 10, "forecast": merged * 0,
-                                     "class": (merged > 0).astype(int) * 4}}, other / "map.geojson",
+                                     "class": (merged > 0).astype(int) * 4, "live_class": (merged > 0).astype(int) * 3,
+                                     "live_mean": merged}}, other / "map.geojson",
                   {"written_at": "2026-01-03T00:00:00+00:00"})
     st2 = ConsoleState(WebConfig())
     assert load_run_dir(st2, other)["messages"] == 1
     m = TestClient(create_app(WebConfig(), st2)).get("/api/map", params={"crime": "robbery"}).json()
     assert m["values"] == {cells[4]: 0.8} and m["classes"] == {cells[4]: 4}
+    m = TestClient(create_app(WebConfig(), st2)).get("/api/map", params={"crime": "robbery", "layer": "live"}).json()
+    assert m["values"] == {cells[4]: 8.0} and m["classes"] == {cells[4]: 3}
+    assert set(st2.snapshot.layers) <= set(schemas.CRIME_TYPES) | {"all"}  # live_mean_* is no layer of its own
     with pytest.raises(FileNotFoundError, match="not a directory"):
         load_run_dir(st, tmp_path / "missing")
 

@@ -72,6 +72,26 @@ def test_merge_formula_and_age_decay():
     assert s["robbery"]["class"][2, 2] >= 3
 
 
+def test_every_published_layer_carries_its_sd_classes():
+    """The service classes merged, live and forecast (mapping.kde), so the console never recomputes them."""
+    from mapping.kde import class_dict, sd_classes
+
+    g = Grid(box(0, 0, 500, 500), 100.0)
+    probs = np.zeros((len(TYPES) + 1,) + g.shape)
+    probs[:, 0, 4] = 0.9  # one forecast hot spot, away from the live cell
+    svc = MapService(InMemoryBus(), g, MapConfig(radius_m=50), clock=lambda: NOW,
+                     forecast=DayForecast(g.grid_id, "2026-05-02", TYPES + ("all",), probs, "test"))
+    svc.apply(cell_msg("r2c2", 10.0))
+    rob = svc.publish().layers["robbery"]
+    s = svc.surfaces()["robbery"]
+    for kind, got in (("merged", rob.classes), ("live", rob.live_classes), ("forecast", rob.forecast_classes)):
+        assert got == class_dict(sd_classes(s[kind], g.mask), g), kind
+    assert rob.live_classes == {"r2c2": 4} and rob.forecast_classes == {"r0c4": 4}
+    assert set(rob.classes) == {"r2c2", "r0c4"}
+    props = svc._surfaces["robbery"]
+    assert props["live_class"][2, 2] == 4 and props["forecast_class"][0, 4] == 4  # the map file's classes too
+
+
 def test_snapshot_fits_one_megabyte_on_10000_cells():
     g = Grid(box(0, 0, 10_000, 10_000), 100.0)
     assert int(g.mask.sum()) == 10_000
