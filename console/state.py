@@ -38,6 +38,7 @@ from streamer import schemas
 from streamer.bus import Bus, Received
 from streamer.consume import Backoff, ConsumerLoop, dedup_key
 from streamer.dedup import Deduplicator
+from streamer.revisions import supersedes
 from streamer.schemas import CameraStatus, CellImminence, IndicatorEvent, MapSnapshot, SituationEvent
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ class ConsoleState:
         # A late revision of a window replaces the older one in place.
         for i, old in enumerate(dq):
             if old.window_start == msg.window_start:
-                if msg.revision >= old.revision:
+                if supersedes(msg, old):
                     dq[i] = msg
                 return
         dq.append(msg)

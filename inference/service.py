@@ -23,7 +23,7 @@ Delivery, restarts and duplicates:
 
 * Every message of a window carries the window's *full* aggregate (not a
   delta) and ``message_id = cell|window_start|revision``; downstream keeps the
-  highest revision per (cell, window).
+  highest revision per (cell, window) (:mod:`streamer.revisions`).
 * Offsets are committed after the outputs are published, so a crash loses
   nothing: uncommitted events are delivered again.  Those redelivered events
   may belong to windows already published.  So every instance follows

@@ -205,7 +205,7 @@ class WindowAggregator:
         in a rebalance) or the last one published before a restart.  The window
         becomes the union of both id sets; it is marked for publication unless
         the message already holds everything known here under a revision that
-        wins downstream (downstream keeps the highest revision per window).
+        wins downstream (downstream keeps the highest revision per window: :mod:`streamer.revisions`).
         """
         clock = clock_of(replay)
         if self.is_closed(start, clock):

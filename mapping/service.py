@@ -2,7 +2,8 @@
 
 State: the latest :class:`CellImminence` per cell: a later window replaces an
 earlier one, and within one window the highest revision wins (repeats and
-stale revisions are ignored, so at-least-once redelivery is harmless).
+stale revisions are ignored, so at-least-once redelivery is harmless;
+:func:`streamer.revisions.supersedes`).
 
 The merge, per crime type and cell (documented in the README):
 
@@ -83,6 +84,7 @@ from mapping.kde import class_dict, sd_classes, surface_from_cells, top_cells
 from mapping.render import render_png, write_geojson
 from geo.vocabulary import CRIME_TYPES
 from streamer import schemas
+from streamer.revisions import supersedes
 from streamer.bus import Bus, Received
 from streamer.consume import ConsumerLoop
 from streamer.observability import MODEL_INFO
@@ -205,7 +207,7 @@ class MapService:
             return False
         self._note_clocks(msg)
         cur = self.cells.get(msg.cell_id)
-        if cur is not None and (msg.window_start, msg.revision) <= (cur.window_start, cur.revision):
+        if not supersedes(msg, cur):  # a repeat, a stale revision or an older window
             self.stats.ignored += 1
             CELL_UPDATES.labels("ignored").inc()
             return False

@@ -25,6 +25,8 @@ from typing import Callable, Iterable, Optional
 import pytest
 import yaml
 
+from streamer.revisions import latest_per_window
+
 ROOT = Path(__file__).resolve().parents[1]
 GRID = {"bbox": [-79.42, 43.63, -79.36, 43.67], "crs": "lonlat", "cell_size_m": 250}
 SECRET = "s3cr3t-pw"
@@ -207,12 +209,7 @@ def read_topic(bootstrap: str, namespace: str, topic: str, until: Callable[[list
 
 def latest_windows(cells: list) -> dict:
     """The highest revision per (cell, window): what a downstream reader keeps."""
-    out: dict = {}
-    for m in cells:
-        key = (m.cell_id, m.window_start)
-        if key not in out or out[key].revision < m.revision:
-            out[key] = m
-    return out
+    return latest_per_window(cells)
 
 
 def counted_ids(cells: list) -> dict[str, int]:

@@ -12,6 +12,7 @@ from inference.crime_models import default_models_dir, load_models
 from inference.service import ScoringService
 from inference.windows import Outcome, WindowAggregator
 from streamer.bus import InMemoryBus, Received
+from streamer.revisions import latest_per_window
 from streamer.schemas import (CRIME_TYPES, TOPIC_CELLS, TOPIC_DLQ, TOPIC_INDICATORS, CellImminence,
                               ConceptResult, DetectionSummary, IndicatorEvent)
 
@@ -41,12 +42,7 @@ def cfg(**kw) -> ScoringConfig:
 
 
 def latest(bus: InMemoryBus) -> dict[tuple[str, datetime], CellImminence]:
-    out: dict[tuple[str, datetime], CellImminence] = {}
-    for m in bus.records(TOPIC_CELLS):
-        k = (m.cell_id, m.window_start)
-        if k not in out or out[k].revision < m.revision:
-            out[k] = m
-    return out
+    return latest_per_window(bus.records(TOPIC_CELLS))
 
 
 def run_service(bus, models, c: ScoringConfig, **kw) -> ScoringService:

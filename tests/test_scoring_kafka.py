@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from streamer.kafka_bus import KafkaBus
+from streamer.revisions import keep_latest
 from streamer.schemas import TOPIC_CELLS, TOPIC_DLQ, TOPIC_INDICATORS, CellImminence, ConceptResult, DetectionSummary, IndicatorEvent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,9 +65,7 @@ def read_cells(sub, state: dict, seconds: float) -> None:
         for r in sub.poll(timeout=0.3, max_records=500):
             m = r.event
             assert isinstance(m, CellImminence)
-            k = (m.cell_id, m.window_start)
-            if k not in state or state[k].revision < m.revision:
-                state[k] = m
+            keep_latest(state, m)
 
 
 @pytest.mark.slow

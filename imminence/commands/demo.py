@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from streamer.broker import EmbeddedBroker
     from streamer.kafka_bus import KafkaBus
     from streamer.replay import replay_dataset
+    from streamer.revisions import keep_latest
     from scenes.generate import generate_dataset
     from streamer.schemas import (TOPIC_CAMERAS, TOPIC_CELLS, TOPIC_INDICATORS, TOPIC_MAPS, TOPIC_SITUATIONS,
                                   CellImminence, MapSnapshot, encode)
@@ -168,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         # Wait by content: every published event counted in a cell window (or the scorer quiet for
         # QUIET_S after the last one, for events it skips on purpose), then a map newer than every cell update.
         published: set[str] = set()
-        cell_latest: dict[tuple[str, str], CellImminence] = {}
+        cell_latest: dict[tuple[str, datetime], CellImminence] = {}  # the highest revision per (cell, window)
         last_map: MapSnapshot | None = None
         situations: dict[str, str] = {}  # situation id -> its latest type (new, update, end)
         counts: Counter = Counter()
@@ -184,9 +186,7 @@ def run(args: argparse.Namespace) -> int:
                     published.add(ev.event_id)
                 elif rec.topic == TOPIC_CELLS:
                     last_cell_at = time.monotonic()
-                    k = (ev.cell_id, ev.window_start.isoformat())
-                    if k not in cell_latest or ev.revision >= cell_latest[k].revision:
-                        cell_latest[k] = ev
+                    keep_latest(cell_latest, ev)
                 elif rec.topic == TOPIC_MAPS:
                     last_map = ev
                 elif rec.topic == TOPIC_SITUATIONS:
