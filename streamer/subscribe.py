@@ -4,13 +4,17 @@
     for rec in events("imminence.indicators", bootstrap="127.0.0.1:9092", group="analysts", max_events=10):
         print(rec.event.camera_id, rec.event.concept)
 
-Every record is validated on arrival (an invalid one goes to ``imminence.dlq``
-and is skipped; see :class:`streamer.kafka_bus.KafkaSubscription`).  With a
-group, offsets are committed batch by batch once the caller has come back for
-the next record, i.e. after it processed the previous ones; the generator never
-fetches more than ``max_events`` in total, so it commits nothing it did not
-hand out.  Repeats (at-least-once redelivery) are dropped by event id unless
-``dedup=False``.
+Records come through the services' own consumer loop
+(:class:`streamer.consume.ConsumerLoop`: its poll, decode and validation,
+dead-letter, dedupe and broker-error backoff policy), handed out one by one
+instead of to a batch handler.  Every record is validated on arrival (an
+invalid one goes to ``imminence.dlq`` and is skipped).  With a group, offsets
+are committed batch by batch once the caller has come back for the next
+record, i.e. after it processed the previous ones; the generator never fetches
+more than ``max_events`` in total, so it commits nothing it did not hand out.
+Repeats (at-least-once redelivery) are dropped by event id unless
+``dedup=False``.  A broker that cannot be reached when subscribing raises;
+later poll and commit errors are retried with the loop's backoff.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from typing import Iterable, Iterator, Optional, Union
 from streamer import schemas
 from streamer.bus import Bus, Received
 from streamer.config import BusConfig
+from streamer.consume import ConsumerLoop
 from streamer.dedup import Deduplicator
 
 
@@ -60,27 +65,27 @@ def events(topics: Union[str, Iterable[str]], *, bus: Optional[Bus] = None,
         elif bootstrap:
             config = config.model_copy(update={"bootstrap": bootstrap})
         bus = KafkaBus(config)
-    seen = Deduplicator() if dedup else None
+    # the generator hands records out itself (poll, yield, commit), so the loop's batch handler never runs
+    loop = ConsumerLoop(bus, names, handle=lambda recs: None, group=group, from_beginning=from_beginning,
+                        dedupe=Deduplicator() if dedup else None, lag_every_s=None, name="subscribe")
     yielded = 0
-    sub = bus.subscribe(names, group, from_beginning=from_beginning)
     try:
+        loop.open()  # an unreachable broker raises here, to the caller
         last = time.monotonic()
         while max_events is None or yielded < max_events:
-            want = 500 if max_events is None else max_events - yielded
-            batch = sub.poll(poll_timeout, max_records=want)
-            if not batch:
+            loop.max_records = 500 if max_events is None else max_events - yielded
+            batch = loop.poll(poll_timeout)
+            if not loop.pending:  # nothing arrived (dropped repeats did arrive: they are committed below)
                 if idle_timeout is not None and time.monotonic() - last >= idle_timeout:
                     break
                 continue
             last = time.monotonic()
             for rec in batch:
-                if seen is not None and seen.is_repeat(rec.event):
-                    continue
                 yield rec
                 yielded += 1
             # The caller came back for more: the whole batch is processed.
-            sub.commit()
+            loop.commit()
     finally:
-        sub.close()
+        loop.close()
         if own_bus:
             bus.close()

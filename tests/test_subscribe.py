@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +41,19 @@ def test_events_yields_validated_dedups_stops_at_max_and_commits_only_what_it_ha
     assert rest == ["e-3", "e-4"]
     assert bus.stats().dead_lettered == 1
     assert [d.reason[:17] for d in bus.records(schemas.TOPIC_DLQ)] == ["value is not JSON"]
+
+
+def test_events_retries_a_broker_error_with_the_consumer_loops_backoff():
+    """events() polls through streamer.consume.ConsumerLoop: a failed poll is backed off and retried, not raised."""
+    from tests.test_map_service import FlakyBus  # an in-memory bus whose polls fail while `down` is set
+
+    bus = FlakyBus()
+    bus.publish(IND, indicator(0, camera="cam0"))
+    bus.down.set()
+    threading.Timer(0.2, bus.down.clear).start()
+    t = time.monotonic()
+    assert [r.event.event_id for r in events(IND, bus=bus, from_beginning=True, max_events=1)] == ["e-0"]
+    assert bus.failures >= 1 and 0.4 < time.monotonic() - t < 3  # the loop's backoff (0.5 s first), no error
 
 
 def test_events_idle_timeout_ends_an_empty_stream():
