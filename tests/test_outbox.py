@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from streamer.outbox import DurableOutbox, OutboxFull, OutboxLocked, outbox_path
+from test_observability import table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,6 +117,7 @@ def _events_on_topic(bootstrap: str, ns: str, want: int) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 @pytest.mark.parametrize("fsync", ["always", "off"])
 def test_records_of_a_process_killed_9_before_any_ack_are_all_delivered_after_restart(
         tmp_path: Path, unique_name: str, fsync: str) -> None:
@@ -138,8 +140,10 @@ def test_records_of_a_process_killed_9_before_any_ack_are_all_delivered_after_re
         broker.stop()
     with DurableOutbox(path) as box:
         left = box.count()
-    print(f"\nkill -9 with {n} published, broker away (fsync={fsync}): stored {stored}, recovered {recovered}, "
-          f"delivered {len(copies)} distinct, {sum(copies.values()) - len(copies)} repeats, left {left}")
+    table(f"publishing process kill -9 with the broker away (fsync {fsync})", {
+        "published / stored / recovered at restart": f"{n} / {stored} / {recovered}",
+        "delivered (distinct) / left in the file": f"{len(copies)} / {left}",
+        "lost": len(set(range(n)) - set(copies)), "duplicates": sum(copies.values()) - len(copies)})
     assert stored == recovered == n
     assert sorted(copies) == list(range(n)) and all(c == 1 for c in copies.values())
     assert left == 0
@@ -214,6 +218,7 @@ def small_disk(tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_disk_full_under_the_outbox_drops_oldest_counted_without_crash(
         small_disk: Path, tmp_path: Path, unique_name: str, caplog: pytest.LogCaptureFixture) -> None:
     """A real full disk (2 MiB tmpfs, half of it taken by another file) with the broker away: one ERROR,
@@ -269,10 +274,15 @@ def test_disk_full_under_the_outbox_drops_oldest_counted_without_crash(
     with DurableOutbox(small_disk / "o.sqlite") as again:
         left = again.count()
     full_lines = [r for r in caplog.records if "durable outbox full" in r.getMessage()]
-    print(f"\n2 MiB disk (1 MiB taken), {n1} published with the broker away: {st.dropped} dropped oldest-first, "
-          f"{in_file} kept in the file, {st.memory_only} in memory only, 1 ERROR, {len(full_lines)} drop line(s); "
-          f"space back (noticed in {thaw_s:.1f} s), {n2} more stored without drops; delivered {len(copies)}, "
-          f"{sum(copies.values()) - len(copies)} duplicates, {left} left in the file")
+    table("disk full under the outbox (2 MiB tmpfs, 1 MiB taken), broker away; then space back", {
+        "published before / after the space came back": f"{n1} / {n2}",
+        "dropped oldest-first (counted) / kept in the file / in memory only":
+            f"{st.dropped} / {in_file} / {st.memory_only}",
+        "ERROR lines / drop lines (WARNING, one a second at most)": f"{len(errors)} / {len(full_lines)}",
+        "space back noticed in": f"{thaw_s:.1f} s",
+        "delivered (distinct) / left in the file": f"{len(copies)} / {left}",
+        "lost (not counted as dropped)": n1 + n2 - st.dropped - len(copies),
+        "duplicates": sum(copies.values()) - len(copies)})
     assert len(copies) + st.dropped == n1 + n2 and all(c == 1 for c in copies.values())
     assert sorted(copies) == list(range(st.dropped, n1 + n2))  # exactly the oldest were dropped
     assert full_lines and all(r.levelname == "WARNING" for r in full_lines)  # the bounds' own drop line
@@ -336,6 +346,7 @@ SIGTERM_PUBLISHER = textwrap.dedent("""
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_sigterm_during_a_burst_with_the_broker_away_keeps_every_record(tmp_path: Path, unique_name: str) -> None:
     from streamer.broker import EmbeddedBroker, free_port
     from streamer.kafka_bus import KafkaBus
@@ -366,7 +377,10 @@ def test_sigterm_during_a_burst_with_the_broker_away_keeps_every_record(tmp_path
         copies = _events_on_topic(bootstrap, ns, kept)
     finally:
         broker.stop()
-    print(f"\nSIGTERM during a burst, broker away: exit {code}, kept {kept}, delivered after restart {len(copies)}")
+    table("SIGTERM during a burst with the broker away, then restarted", {
+        "exit code / kept in the file": f"{code} / {kept}",
+        "delivered after the restart (distinct)": len(copies),
+        "lost": len(set(range(kept)) - set(copies)), "duplicates": sum(copies.values()) - len(copies)})
     assert code == 143, err[-2000:]
     assert "kept in the durable outbox" in err and "counted as dropped" not in err
     assert kept >= 200 and sorted(copies) == list(range(kept)) and all(c == 1 for c in copies.values())
