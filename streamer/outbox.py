@@ -236,7 +236,10 @@ class DurableOutbox:
                     raise
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL's room back, then once more
         if self.disk_full:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the next step's WAL room
+            except sqlite3.Error:
+                pass  # the next step retries after its own checkpoint
 
     # -- a full disk as a cap ---------------------------------------------------------------
     def _page_count_locked(self) -> int:
