@@ -7,7 +7,8 @@ each, in one process), ``imminence score`` and ``imminence map`` run as their
 own processes on an embedded broker, and a reader collects every indicator,
 cell and map message (the machinery of ``bench/bench_load.py``).  Every 10 s it
 samples each process's resident memory (with its children) and, from the
-replay's ``/metrics``, the mean per-frame time of the inference stage (detect,
+replay's ``/metrics``, the tracks every camera's tracker holds (tracked + lost,
+``imminence_tracker_tracks``), the mean per-frame time of the inference stage (detect,
 track, features) and of decode (which, for a file played in real time,
 includes waiting for the next frame's time) over the interval; the scoring
 consumer lag too.  After a warm-up
@@ -47,17 +48,27 @@ def _rss_mb(pid: int) -> float:
         return float("nan")
 
 
-def _stage_totals(url: str) -> dict[str, tuple[float, float]]:
-    """(sum of seconds, calls) per stage from a /metrics page."""
+def _scrape(url: str) -> str:
+    """A /metrics page ("" when the process does not answer)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
-            text = resp.read().decode()
+            return resp.read().decode()
     except OSError:
-        return {}
+        return ""
+
+
+def _stage_totals(text: str) -> dict[str, tuple[float, float]]:
+    """(sum of seconds, calls) per stage from a /metrics page."""
     out: dict[str, list[float]] = {}
     for kind, stage, val in re.findall(r'^imminence_stage_seconds_(sum|count)\{stage="([^"]+)"\} (\S+)', text, re.M):
         out.setdefault(stage, [0.0, 0.0])[0 if kind == "sum" else 1] = float(val)
     return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _tracker_tracks(text: str) -> float:
+    """Tracks held by every camera's tracker (tracked + lost), from ``imminence_tracker_tracks``."""
+    vals = re.findall(r'^imminence_tracker_tracks\{[^}]*\} (\S+)', text, re.M)
+    return sum(float(v) for v in vals) if vals else float("nan")
 
 
 def _slope_per_hour(t_s: np.ndarray, y: np.ndarray) -> float:
@@ -103,13 +114,14 @@ def main() -> int:
         procs["replay"] = _imminence(["replay", str(ds), "--config", str(cfg), "--speed", "1"], work / "replay.log")
         replay_url = _metrics_url(work / "replay.log")
         t0 = time.monotonic()
-        last = _stage_totals(replay_url)
+        last = _stage_totals(_scrape(replay_url))
         while procs["replay"].poll() is None:
             time.sleep(args.every)
             if procs["replay"].poll() is not None:
                 break  # a sample of an exited process would read as a drop in memory
-            now = _stage_totals(replay_url)
-            s = {"t": time.monotonic() - t0, "lag": _lag(score_url)}
+            page = _scrape(replay_url)
+            now = _stage_totals(page)
+            s = {"t": time.monotonic() - t0, "lag": _lag(score_url), "tracks": _tracker_tracks(page)}
             for name, p in procs.items():
                 s[f"rss_{name}"] = _rss_mb(p.pid)
             for stage in ("decode", "inference"):
@@ -120,7 +132,8 @@ def main() -> int:
                 last = now
             samples.append(s)
             print(f"  {s['t'] / 60:5.1f} min  rss replay {s['rss_replay']:6.0f} MB score {s['rss_score']:5.0f} "
-                  f"map {s['rss_map']:5.0f}  inference {s['ms_inference']:6.2f} ms/frame  lag {s['lag']:.0f}",
+                  f"map {s['rss_map']:5.0f}  inference {s['ms_inference']:6.2f} ms/frame  tracks {s['tracks']:4.0f}  "
+                  f"lag {s['lag']:.0f}",
                   flush=True)
         run.clips = replay_clips((work / "replay.out").read_text())
         drain(run, collector, 60)
@@ -134,7 +147,8 @@ def main() -> int:
           f"{len(samples)} samples, slopes after the first {args.warmup:g} min")
     print(f"{'quantity':<40}{'start':>10}{'end':>10}{'slope per hour':>16}")
     for key, unit in (("rss_replay", "MB"), ("rss_score", "MB"), ("rss_map", "MB"),
-                      ("ms_decode", "ms/frame, incl. pacing"), ("ms_inference", "ms/frame"), ("lag", "records")):
+                      ("ms_decode", "ms/frame, incl. pacing"), ("ms_inference", "ms/frame"),
+                      ("tracks", f"tracker state, {n} cameras"), ("lag", "records")):
         y = np.array([s[key] for s in samples], dtype=float)[keep]
         if not len(y):
             continue

@@ -144,6 +144,11 @@ class _IoUTracker:
     def live(self) -> int:
         return len(self.tracks)
 
+    def state(self) -> tuple[int, int]:
+        """(tracked, lost): tracks matched on the last frame, and those waiting out ``max_lost``."""
+        tracked = sum(1 for _, _, last in self.tracks.values() if last == self.frame_id)
+        return tracked, len(self.tracks) - tracked
+
     def cap(self, n: int) -> None:
         if len(self.tracks) > n:
             for tid in sorted(self.tracks, key=lambda t: self.tracks[t][2])[: len(self.tracks) - n]:
@@ -159,12 +164,14 @@ class _UltralyticsTracker:
     def __init__(self, tracker_type: str, args: TrackerArgs) -> None:
         ensure_offline()
         from ultralytics.trackers.bot_sort import BOTSORT
+        from ultralytics.trackers.basetrack import TrackState
         from ultralytics.trackers.byte_tracker import BYTETracker
 
         self.args = args
         ns = SimpleNamespace(**args.model_dump())
         self._ul = BOTSORT(ns) if tracker_type == "botsort" else BYTETracker(ns)
         self.version = f"{tracker_type}:buffer={args.track_buffer}"
+        self._removed = TrackState.Removed
 
     @classmethod
     def factory(cls, tracker_type: str):
@@ -183,6 +190,10 @@ class _UltralyticsTracker:
 
     def cap(self, n: int) -> None:
         t = self._ul
+        # ultralytics subtracts ``removed_stracks`` from the lost pool before it adds the frame's removals,
+        # so a track timed out this frame stays in ``lost_stracks`` until the next frame's subtraction;
+        # since that history is emptied here, drop timed-out tracks ourselves or they pile up to the cap
+        t.lost_stracks = [s for s in t.lost_stracks if s.state != self._removed]
         t.removed_stracks = []  # history ultralytics keeps only for its own bookkeeping
         over = len(t.tracked_stracks) + len(t.lost_stracks) - n
         if over > 0:
@@ -195,6 +206,10 @@ class _UltralyticsTracker:
 
     def live(self) -> int:
         return len(self._ul.tracked_stracks) + len(self._ul.lost_stracks) + len(self._ul.removed_stracks)
+
+    def state(self) -> tuple[int, int]:
+        """(tracked, lost); removed tracks are emptied by :meth:`cap` every frame, so they are not counted."""
+        return len(self._ul.tracked_stracks), len(self._ul.lost_stracks) + len(self._ul.removed_stracks)
 
     def reset(self) -> None:
         ids = self._ul._ids
@@ -252,6 +267,12 @@ class CameraTracker:
     def live_tracks(self) -> int:
         """Tracks held in memory now (tracked + lost)."""
         return self._backend.live()
+
+    def state_size(self) -> dict[str, int]:
+        """Tracks held now by state: ``tracked`` (matched on the last frame) and ``lost`` (kept for
+        re-identification until ``max_age_s`` passes); what ``imminence_tracker_tracks`` exports."""
+        tracked, lost = self._backend.state()
+        return {"tracked": tracked, "lost": lost}
 
     def reset(self) -> None:
         """Forget every track (e.g. after the stream reopens); ids keep counting so they stay unique."""

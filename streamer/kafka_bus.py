@@ -91,7 +91,7 @@ from streamer import schemas
 from streamer.bus import Bus, BusStats, Received, Subscription
 from streamer.config import BusConfig
 from streamer.observability import BUS_BUFFERED, BUS_DLQ, BUS_DROPPED, BUS_SENT, CONSUMER_LAG
-from streamer.outbox import DurableOutbox, OutboxError, OutboxFull
+from streamer.outbox import FULL_LOG_EVERY_S, DurableOutbox, OutboxError, OutboxFull
 from streamer.redact import mask_url
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,7 @@ class KafkaBus(Bus):
         self.durable = durable
         self._acked: list[int] = []  # durable rows acknowledged, removed by the sender thread
         self._last_expiry = 0.0
-        self._last_full_log = 0.0
+        self._last_full_log = float("-inf")
         self._tick = 0.5
         if durable is not None:
             if durable.fsync == "interval":
@@ -379,7 +379,7 @@ class KafkaBus(Bus):
         for attempt in range(4):
             try:
                 seq = self.durable.append(rec.topic, rec.key, rec.value, rec.created)
-                if attempt:
+                if attempt and not self.durable.disk_full:  # a full disk keeps it released until it thaws
                     self.durable.restore_reserve()
                 return seq
             except OutboxFull as exc:
@@ -399,12 +399,32 @@ class KafkaBus(Bus):
         with self._cond:
             self._stats.memory_only += 1
         now = time.monotonic()
-        if now - self._last_full_log >= 1.0:
+        if now - self._last_full_log >= FULL_LOG_EVERY_S:  # once, then a reminder with the count
             self._last_full_log = now
             log.error("durable outbox %s is full and nothing older can be dropped: %d record(s) kept in memory "
-                      "only (lost if this process is killed); free disk space or raise bus.outbox_max_bytes",
-                      self.durable.path, self._stats.memory_only)
+                      "only (lost if this process is killed; stored when space returns); free disk space or "
+                      "raise bus.outbox_max_bytes", self.durable.path, self._stats.memory_only)
         return None
+
+    def _store_memory_only(self, limit: int = 512) -> int:
+        """After the disk thawed: append records kept in memory only to the file (oldest first)."""
+        assert self.durable is not None
+        stored = 0
+        with self._cond:  # held so an acknowledgement cannot pass a row being assigned
+            for rec in self._outbox:
+                if rec.seq is not None:
+                    continue
+                try:
+                    rec.seq = self.durable.append(rec.topic, rec.key, rec.value, rec.created)
+                except OutboxError:
+                    break  # full again: the next thaw tries the rest
+                stored += 1
+                if stored >= limit:
+                    break
+        if stored:
+            log.warning("durable outbox %s: %d record(s) kept in memory only are stored again",
+                        self.durable.path, stored)
+        return stored
 
     def _drop_stored_oldest(self, n: int, reason: str) -> int:
         """Full file or disk: drop the ``n`` oldest waiting records that are in the file, if deleting them works.
@@ -479,6 +499,8 @@ class KafkaBus(Bus):
             except Exception as exc:  # they stay and are resent after a restart: duplicates, not losses
                 log.warning("durable outbox: could not remove %d acknowledged record(s): %s", len(acked), exc)
         self.durable.maybe_sync()
+        if self.durable.maybe_thaw() and self._stats.memory_only:
+            self._store_memory_only()
 
     def _enforce_bound_locked(self) -> None:
         """Drop the oldest waiting records while more than ``outbox_size`` are held."""

@@ -27,8 +27,18 @@ disk) is full, :meth:`append` raises :class:`OutboxFull` and the bus drops the
 oldest waiting records, counted and logged, to make room.  The record count and
 age bounds are applied by the bus (``outbox_size``, ``outbox_max_age_s``).
 
-On a full disk even a delete needs room (for the WAL), so ``RESERVE_BYTES`` are
-set aside in ``PATH.reserve`` at open and released to make room when needed.
+A full disk is handled as a cap (``disk_full``).  On a full disk even a delete
+needs room (for the WAL), so ``RESERVE_BYTES`` are set aside in ``PATH.reserve``
+at open.  The first append the disk refuses (or an open that cannot set the
+reserve aside) releases the reserve, checkpoints the WAL more often (every 8
+pages), and caps the file (``max_page_count``) at what leaves that WAL's room
+(about 64 KiB) free; one ERROR is logged.  From then on deletes work, and the
+bus drops the oldest records to make room exactly as under ``max_bytes``, so
+every record it holds is in the file.  :meth:`maybe_thaw` (the bus's sender
+calls it) sets the reserve aside again and lifts the cap once the disk has room
+for the reserve and twice the normal WAL's (about 850 KiB) free.  Only a disk
+with under about 64 KiB free at open leaves the bus nothing to store into
+(records kept in memory only, counted, ERROR logged, stored when space returns).
 
 One process owns an outbox file at a time (an exclusive ``flock`` on
 ``PATH.lock``): a second process opening it gets :class:`OutboxLocked`.
@@ -36,6 +46,7 @@ One process owns an outbox file at a time (an exclusive ``flock`` on
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -47,11 +58,21 @@ from typing import TYPE_CHECKING, Iterable, Literal, Optional, Union
 if TYPE_CHECKING:
     from streamer.config import BusConfig
 
+log = logging.getLogger(__name__)
+
 FsyncPolicy = Literal["always", "interval", "off"]
 FSYNC_POLICIES: tuple[str, ...] = ("always", "interval", "off")
 #: disk space set aside next to the file, released when the disk is full so that the oldest
 #: records can still be deleted (a delete in WAL mode needs room in the WAL)
 RESERVE_BYTES = 256 * 1024
+_AUTOCHECKPOINT_PAGES = 64
+_AUTOCHECKPOINT_PAGES_FULL = 8  # while the disk is full: a WAL of about 64 KiB at most
+_DELETE_STEP = 256  # rows per delete transaction (about the WAL's checkpoint size in 1 kB records)
+_DELETE_STEP_FULL = 16  # rows per delete transaction while the disk is full (a few pages of WAL)
+#: a full disk is logged at ERROR once, then at most this often while it lasts (with counts)
+FULL_LOG_EVERY_S = 60.0
+#: seconds between checks for free space while the disk is full
+THAW_CHECK_S = 1.0
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS records (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -115,7 +136,7 @@ class DurableOutbox:
             self._db.execute(_SCHEMA)
             # a small WAL (checkpointed every 64 pages, truncated back to 256 KiB): a full disk
             # then holds mostly records, and a checkpoint gives room back quickly
-            self._db.execute("PRAGMA wal_autocheckpoint=64")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
             self._db.execute(f"PRAGMA journal_size_limit={RESERVE_BYTES}")
             if max_bytes:
                 page = self._db.execute("PRAGMA page_size").fetchone()[0]
@@ -123,8 +144,23 @@ class DurableOutbox:
         except sqlite3.Error as exc:
             self._release()
             raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
+        self._cap_pages = int(self._db.execute("PRAGMA max_page_count").fetchone()[0])  # restored on a thaw
+        page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        # the most a WAL takes between checkpoints (every N pages, each frame a page and a header),
+        # normally and while the disk is full (checkpointed more often, so that little room is enough)
+        self._wal_room = (_AUTOCHECKPOINT_PAGES + 8) * (page + 24)
+        self._wal_room_full = (_AUTOCHECKPOINT_PAGES_FULL + 8) * (page + 24)
+        #: free bytes that end a full disk: the reserve back, the WAL's room, and as much again to grow
+        self._thaw_bytes = RESERVE_BYTES + 2 * self._wal_room
+        #: True while the disk is full: the file is capped (see the module doc)
+        self.disk_full = False
+        self.disk_full_episodes = 0
+        self._last_full_log = float("-inf")
+        self._last_thaw_check = 0.0
         self._reserve = Path(str(self.path) + ".reserve")
-        self.restore_reserve()
+        if not self.restore_reserve():  # the disk is nearly full already: start capped
+            with self._lock:
+                self._freeze_locked(f"not even {RESERVE_BYTES // 1024} KiB free at open")
 
     # -- room on a full disk ----------------------------------------------------------------
     def release_reserve(self) -> bool:
@@ -164,6 +200,8 @@ class DurableOutbox:
                                        (topic, key, value, created))
             except sqlite3.OperationalError as exc:
                 if _is_full(exc):
+                    if not self.disk_full and self._page_count_locked() < self._max_pages_locked():
+                        self._freeze_locked(exc)  # below our own cap: the disk itself is full
                     raise OutboxFull(f"outbox {self.path} is full: {exc}") from exc
                 raise OutboxError(f"outbox {self.path}: {exc}") from exc
             self._dirty = True
@@ -177,15 +215,91 @@ class DurableOutbox:
         if not rows:
             return 0
         with self._lock:
+            # bounded transactions keep the WAL near its checkpoint size (a big delete would need as
+            # much WAL as the rows take); on a full disk small ones, the WAL truncated after each
+            step = _DELETE_STEP_FULL if self.disk_full else _DELETE_STEP
+            for i in range(0, len(rows), step):
+                self._delete_locked(rows[i:i + step])
+        return len(rows)
+
+    def _delete_locked(self, rows: list[tuple[int]]) -> None:
+        for attempt in (0, 1):
             try:
                 self._db.execute("BEGIN")
                 self._db.executemany("DELETE FROM records WHERE seq = ?", rows)
                 self._db.execute("COMMIT")
-            except sqlite3.Error:
+                break
+            except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise
-        return len(rows)
+                if attempt or not _is_full(exc):
+                    raise
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL's room back, then once more
+        if self.disk_full:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the next step's WAL room
+            except sqlite3.Error:
+                pass  # the next step retries after its own checkpoint
+
+    # -- a full disk as a cap ---------------------------------------------------------------
+    def _page_count_locked(self) -> int:
+        return int(self._db.execute("PRAGMA page_count").fetchone()[0])
+
+    def _max_pages_locked(self) -> int:
+        return int(self._db.execute("PRAGMA max_page_count").fetchone()[0])
+
+    def _free_bytes(self) -> int:
+        st = os.statvfs(self.path.parent)
+        return st.f_bavail * st.f_frsize
+
+    def _freeze_locked(self, exc: object) -> None:
+        """The disk refused an append: release the reserve (room for the WAL, so deletes work), move the
+        WAL into the file, and cap the file so that what stays free is the WAL's room: from then on,
+        drops make room for new records instead of growth."""
+        self.release_reserve()
+        try:
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES_FULL}")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL, not the records, took the disk
+        except sqlite3.Error:
+            pass
+        page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        pages = self._page_count_locked()
+        try:
+            room = max(0, (self._free_bytes() - self._wal_room_full) // page)
+        except OSError:
+            room = 0
+        cap = min(pages + room, self._cap_pages)
+        self._db.execute(f"PRAGMA max_page_count={cap}")
+        self.disk_full = True
+        self.disk_full_episodes += 1
+        now = time.monotonic()
+        self._last_thaw_check = now
+        if now - self._last_full_log >= FULL_LOG_EVERY_S:
+            self._last_full_log = now
+            log.error("durable outbox %s: the disk is full (%s); the file is capped at %d KiB and the oldest "
+                      "waiting records are dropped to make room (counted in imminence_bus_dropped_total) "
+                      "until %d KiB are free again", self.path, exc, cap * page // 1024,
+                      self._thaw_bytes // 1024)
+
+    def maybe_thaw(self) -> bool:
+        """While the disk is full: once ``_thaw_bytes`` are free again, set the reserve aside and
+        lift the cap (checked at most every ``THAW_CHECK_S``).  True when the outbox thawed now."""
+        now = time.monotonic()
+        if not self.disk_full or now - self._last_thaw_check < THAW_CHECK_S:
+            return False
+        self._last_thaw_check = now
+        try:
+            free = self._free_bytes()
+        except OSError:
+            return False
+        if free < self._thaw_bytes or not self.restore_reserve():
+            return False
+        with self._lock:
+            self._db.execute(f"PRAGMA max_page_count={self._cap_pages}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT_PAGES}")
+            self.disk_full = False
+        log.warning("durable outbox %s: disk space is back; the file may grow again", self.path)
+        return True
 
     def checkpoint(self) -> bool:
         """Copy the WAL into the database and truncate it (frees disk); False when it could not."""

@@ -63,6 +63,10 @@ FRAMES_DROPPED = Counter("imminence_camera_frames_dropped_total",
 CLIPS = Counter("imminence_camera_clips_total", "Clips closed and published as IndicatorEvents", ["camera"])
 RECONNECTS = Counter("imminence_camera_reconnects_total", "Source reconnects", ["camera"])
 ONLINE = Gauge("imminence_camera_online", "1 while the camera's source delivers frames", ["camera"])
+# tracker state (tracked + lost tracks) must stay flat in long runs: the soak bench reads its slope;
+# livesum so a restarted camera process's last value does not linger under ``imminence workers``
+TRACKER_TRACKS = Gauge("imminence_tracker_tracks", "Tracks the camera's tracker holds, by state (tracked, lost)",
+                       ["camera", "state"], multiprocess_mode="livesum")
 DECODE = STAGE_SECONDS.labels("decode")  # a live source's read also waits for its newest frame
 INFERENCE = STAGE_SECONDS.labels("inference")
 
@@ -171,6 +175,10 @@ class CameraWorker:
                 metric.labels(cam).inc(delta)
         self._synced = now
         ONLINE.labels(cam).set(1 if self.source.state == "online" else 0)
+        tracker = getattr(self.analyzer, "tracker", None)  # an analyser without a tracker exports nothing
+        if tracker is not None:
+            for state, n in tracker.state_size().items():
+                TRACKER_TRACKS.labels(cam, state).set(n)
 
     # -- control ---------------------------------------------------------------------
     def stop(self) -> None:

@@ -34,17 +34,9 @@ from typing import Optional
 import pytest
 
 from test_observability import (Proc, counted_ids, http_get, json_lines, latest_windows, make_event, metric,
-                                read_topic, scrape_until, wait_for, write_config)
+                                read_topic, scrape_until, table, wait_for, write_config)
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
-
-
-def table(title: str, rows: dict[str, object]) -> None:
-    """Print a scenario's counts (shown with -s)."""
-    width = max(len(k) for k in rows)
-    print(f"\n== {title}")
-    for k, v in rows.items():
-        print(f"  {k:<{width}}  {v}")
 
 
 @pytest.fixture(scope="module")

@@ -187,6 +187,14 @@ def make_event(camera: str, cell: Optional[str], index: int, start: datetime, co
         concept=ConceptResult(label=concept, score=0.9))
 
 
+def table(title: str, rows: dict[str, object]) -> None:
+    """Print a scenario's counts (shown with -s)."""
+    width = max(len(k) for k in rows)
+    print(f"\n== {title}")
+    for k, v in rows.items():
+        print(f"  {k:<{width}}  {v}")
+
+
 def read_topic(bootstrap: str, namespace: str, topic: str, until: Callable[[list], bool], timeout: float = 60.0,
                what: str = "") -> list:
     """Every valid message of ``topic`` from the beginning, polled until ``until(messages)`` or the deadline."""

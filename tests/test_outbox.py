@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from streamer.outbox import DurableOutbox, OutboxFull, OutboxLocked, outbox_path
+from test_observability import table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,6 +117,7 @@ def _events_on_topic(bootstrap: str, ns: str, want: int) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 @pytest.mark.parametrize("fsync", ["always", "off"])
 def test_records_of_a_process_killed_9_before_any_ack_are_all_delivered_after_restart(
         tmp_path: Path, unique_name: str, fsync: str) -> None:
@@ -138,8 +140,10 @@ def test_records_of_a_process_killed_9_before_any_ack_are_all_delivered_after_re
         broker.stop()
     with DurableOutbox(path) as box:
         left = box.count()
-    print(f"\nkill -9 with {n} published, broker away (fsync={fsync}): stored {stored}, recovered {recovered}, "
-          f"delivered {len(copies)} distinct, {sum(copies.values()) - len(copies)} repeats, left {left}")
+    table(f"publishing process kill -9 with the broker away (fsync {fsync})", {
+        "published / stored / recovered at restart": f"{n} / {stored} / {recovered}",
+        "delivered (distinct) / left in the file": f"{len(copies)} / {left}",
+        "lost": len(set(range(n)) - set(copies)), "duplicates": sum(copies.values()) - len(copies)})
     assert stored == recovered == n
     assert sorted(copies) == list(range(n)) and all(c == 1 for c in copies.values())
     assert left == 0
@@ -201,10 +205,10 @@ def test_idempotence_auto_falls_back_on_the_embedded_broker_and_says_so(
 # -- a real full disk and SIGTERM during a burst ---------------------------------------------------
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    """A 1 MiB tmpfs (needs mount rights: root in CI containers); skips loudly without them."""
+    """A 2 MiB tmpfs (needs mount rights: root in CI containers); skips loudly without them."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"!!! cannot mount a small tmpfs ({r.stderr.strip()}): disk-full NOT tested on a real disk")
     try:
@@ -214,42 +218,107 @@ def small_disk(tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_disk_full_under_the_outbox_drops_oldest_counted_without_crash(
         small_disk: Path, tmp_path: Path, unique_name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A real full disk (2 MiB tmpfs, half of it taken by another file) with the broker away: one ERROR,
+    oldest dropped and counted, every waiting record in the file (none in memory only), then the other
+    file goes, space returns, the file grows again without drops; exact counts on the topic."""
     import logging
     from datetime import datetime, timezone
 
     from streamer.broker import EmbeddedBroker, free_port
     from streamer.kafka_bus import KafkaBus
+    from streamer.outbox import THAW_CHECK_S
     from streamer.schemas import TOPIC_INDICATORS
     from test_observability import _grid, make_event
 
-    caplog.set_level(logging.WARNING, logger="streamer.kafka_bus")
+    caplog.set_level(logging.WARNING)
+    filler = small_disk / "other-data"
+    filler.write_bytes(b"\0" * 1024 * 1024)
     port = free_port()
-    bootstrap, ns, n = f"127.0.0.1:{port}", unique_name, 1500
+    bootstrap, ns, n1, n2 = f"127.0.0.1:{port}", unique_name, 1500, 100
     cell = _grid().cell_id(3, 3)
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    bus = KafkaBus(bootstrap, namespace=ns, durable=DurableOutbox(small_disk / "o.sqlite", max_bytes=None),
-                   idempotence="off")
-    for i in range(n):  # about 1 kB each: the 1 MiB disk fills on the way
+    box = DurableOutbox(small_disk / "o.sqlite", max_bytes=None)
+    bus = KafkaBus(bootstrap, namespace=ns, durable=box, idempotence="off")
+    for i in range(n1):  # about 1 kB each: the disk fills on the way
+        bus.publish(TOPIC_INDICATORS, make_event("cam-x", cell, i, start))
+    full = bus.stats()
+    in_file = box.count()
+    assert box.disk_full and full.dropped > 0 and full.memory_only == 0
+    assert full.buffered == in_file  # bounded: what waits is what the file holds, nothing in memory only
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and r.name.startswith("streamer")]
+    assert len(errors) == 1 and "the disk is full" in errors[0], errors  # once, not per record
+
+    filler.unlink()  # space returns: the sender thaws the outbox on its next tick
+    t_back = time.monotonic()
+    deadline = t_back + 5 * THAW_CHECK_S + 2
+    while box.disk_full and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not box.disk_full, "the outbox did not notice the space coming back"
+    thaw_s = time.monotonic() - t_back
+    for i in range(n1, n1 + n2):
         bus.publish(TOPIC_INDICATORS, make_event("cam-x", cell, i, start))
     st = bus.stats()
+    assert st.dropped == full.dropped and st.memory_only == 0  # room again: no more drops
+    assert box.count() == in_file + n2
+
     broker = EmbeddedBroker(port=port, log_file=tmp_path / "tansu.log").start()
     try:
         assert bus.flush(60)
         bus.close()
-        copies = _events_on_topic(bootstrap, ns, n - st.dropped)
+        copies = _events_on_topic(bootstrap, ns, n1 + n2 - st.dropped)
     finally:
         broker.stop()
-    full_lines = [r for r in caplog.records if "is full" in r.getMessage() and r.levelname == "ERROR"]
-    print(f"\n1 MiB disk, {n} published with the broker away: dropped {st.dropped} (oldest), memory-only "
-          f"{st.memory_only}, delivered {len(copies)}, ERROR lines naming the full outbox {len(full_lines)}")
-    # Measured: on a completely full disk SQLite cannot even delete (WAL mode needs room), so records
-    # past the disk's capacity are kept in memory (counted, logged) rather than dropped; none is lost
-    # while the process lives.  Oldest-first drops happen under bus.outbox_max_bytes (test above).
-    assert st.memory_only > 0 and full_lines
-    assert len(copies) + st.dropped == n and all(c == 1 for c in copies.values())
-    assert sorted(copies) == list(range(st.dropped, n))  # any drop took the oldest
+    with DurableOutbox(small_disk / "o.sqlite") as again:
+        left = again.count()
+    full_lines = [r for r in caplog.records if "durable outbox full" in r.getMessage()]
+    table("disk full under the outbox (2 MiB tmpfs, 1 MiB taken), broker away; then space back", {
+        "published before / after the space came back": f"{n1} / {n2}",
+        "dropped oldest-first (counted) / kept in the file / in memory only":
+            f"{st.dropped} / {in_file} / {st.memory_only}",
+        "ERROR lines / drop lines (WARNING, one a second at most)": f"{len(errors)} / {len(full_lines)}",
+        "space back noticed in": f"{thaw_s:.1f} s",
+        "delivered (distinct) / left in the file": f"{len(copies)} / {left}",
+        "lost (not counted as dropped)": n1 + n2 - st.dropped - len(copies),
+        "duplicates": sum(copies.values()) - len(copies)})
+    assert len(copies) + st.dropped == n1 + n2 and all(c == 1 for c in copies.values())
+    assert sorted(copies) == list(range(st.dropped, n1 + n2))  # exactly the oldest were dropped
+    assert full_lines and all(r.levelname == "WARNING" for r in full_lines)  # the bounds' own drop line
+    assert left == 0
+
+
+def test_a_nearly_full_disk_at_open_caps_the_file_and_drops_make_room(
+        small_disk: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No room for the reserve at open: the outbox starts capped (not in memory), deleting the oldest
+    rows makes room for new ones in a file that no longer grows, and it thaws when space returns."""
+    from streamer import outbox
+
+    filler = small_disk / "other-data"
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler.write_bytes(b"\0" * (free - 200 * 1024))  # 200 KiB left: under the 256 KiB reserve
+    box = DurableOutbox(small_disk / "o.sqlite", max_bytes=None)
+    assert box.disk_full and not (small_disk / "o.sqlite.reserve").exists()
+    fit = 0
+    with pytest.raises(OutboxFull):
+        for fit in range(10_000):
+            box.append("t", None, b"x" * 1000)
+    assert 20 < fit == box.count()  # the file got the room left but the WAL's
+    size = (small_disk / "o.sqlite").stat().st_size
+    for _ in range(5):  # oldest out, new in (only whole freed pages make room): the bus's cycle
+        box.remove(box.oldest(20))
+        for _ in range(12):
+            box.append("t", None, b"y" * 1000)
+    assert box.count() == fit - 5 * 8 and (small_disk / "o.sqlite").stat().st_size == size
+    monkeypatch.setattr(outbox, "THAW_CHECK_S", 0.0)
+    assert not box.maybe_thaw()  # still full
+    filler.unlink()
+    assert box.maybe_thaw() and not box.disk_full and (small_disk / "o.sqlite.reserve").exists()
+    for _ in range(100):  # it grows again
+        box.append("t", None, b"z" * 1000)
+    assert box.count() == fit - 40 + 100
+    box.close()
 
 
 SIGTERM_PUBLISHER = textwrap.dedent("""
@@ -277,6 +346,7 @@ SIGTERM_PUBLISHER = textwrap.dedent("""
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 def test_sigterm_during_a_burst_with_the_broker_away_keeps_every_record(tmp_path: Path, unique_name: str) -> None:
     from streamer.broker import EmbeddedBroker, free_port
     from streamer.kafka_bus import KafkaBus
@@ -307,7 +377,10 @@ def test_sigterm_during_a_burst_with_the_broker_away_keeps_every_record(tmp_path
         copies = _events_on_topic(bootstrap, ns, kept)
     finally:
         broker.stop()
-    print(f"\nSIGTERM during a burst, broker away: exit {code}, kept {kept}, delivered after restart {len(copies)}")
+    table("SIGTERM during a burst with the broker away, then restarted", {
+        "exit code / kept in the file": f"{code} / {kept}",
+        "delivered after the restart (distinct)": len(copies),
+        "lost": len(set(range(kept)) - set(copies)), "duplicates": sum(copies.values()) - len(copies)})
     assert code == 143, err[-2000:]
     assert "kept in the durable outbox" in err and "counted as dropped" not in err
     assert kept >= 200 and sorted(copies) == list(range(kept)) and all(c == 1 for c in copies.values())

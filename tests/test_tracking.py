@@ -92,3 +92,38 @@ def test_tracker_settings_are_validated() -> None:
         build_args("bytetrack", fps=10, max_age_s=1.0, track_high_thresh=1.5)
     with pytest.raises(DetectorError, match="bogus"):
         build_args("botsort", fps=10, max_age_s=1.0, bogus=1)
+
+
+@pytest.mark.parametrize("kind", ["bytetrack", "iou"])
+def test_lost_tracks_are_pruned_after_max_age(kind: str) -> None:
+    tracker = CameraTracker("cam1", TrackerConfig(type=kind, max_age_s=1.0), fps=10)  # 10 frames lost buffer
+    for f in range(5):  # two people walking
+        tracker.update([Detection((100 + 2 * f, 50, 140 + 2 * f, 150), "person", 0.9),
+                        Detection((300 - 2 * f, 60, 340 - 2 * f, 160), "person", 0.9)])
+    assert tracker.state_size() == {"tracked": 2, "lost": 0}
+    tracker.update([])
+    assert tracker.state_size() == {"tracked": 0, "lost": 2}  # kept for re-identification...
+    for _ in range(15):
+        tracker.update([])
+    assert tracker.state_size() == {"tracked": 0, "lost": 0}  # ...and forgotten after max_age_s
+    assert tracker.live_tracks() == 0
+
+
+def test_worker_exports_its_tracker_state() -> None:
+    """imminence_tracker_tracks{camera,state} follows the camera's tracker (the soak bench reads its slope)."""
+    from prometheus_client import REGISTRY
+
+    from streamer.bus import InMemoryBus
+    from tests.test_worker import run_file_worker
+
+    def gauge() -> dict:
+        return {s: REGISTRY.get_sample_value("imminence_tracker_tracks", {"camera": "plaza", "state": s})
+                for s in ("tracked", "lost")}
+
+    during: list[dict] = []
+    w = run_file_worker(InMemoryBus(), on_clip=lambda *a: during.append(gauge()))
+    state = w.analyzer.tracker.state_size()
+    assert gauge() == {k: float(v) for k, v in state.items()}
+    assert state["tracked"] > 0  # people on the plaza in the last frame
+    # exported while running too (set when the first status and each clip are published)
+    assert during and all(g["tracked"] is not None for g in during)
